@@ -1,0 +1,89 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	"github.com/restrictedmail/restrictedmail/config"
+)
+
+const defaultConfig = config.DefaultPath
+
+// newFlags returns a FlagSet that writes its usage to errOut and does not
+// exit. Go's flag package takes -flag and --flag alike.
+func newFlags(name, synopsis string, errOut io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(errOut)
+	fs.Usage = func() {
+		fmt.Fprintf(errOut, "Usage: restrictedmail %s\n\nFlags:\n", synopsis)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseInterspersed parses flags that may come before or after positional
+// arguments ("token revoke ID --config F"), which the flag package alone
+// does not allow. It returns the positional arguments.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		if args[0] == "--" {
+			return append(pos, args[1:]...), nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+// usageErr reports a usage problem the way flag does, and returns exitUsage.
+func usageErr(fs *flag.FlagSet, format string, args ...any) int {
+	fmt.Fprintf(fs.Output(), "restrictedmail %s: %s\n", fs.Name(), fmt.Sprintf(format, args...))
+	fs.Usage()
+	return exitUsage
+}
+
+// flagExit turns a flag parse error into an exit code: -help is success.
+func flagExit(err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	return exitUsage
+}
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (s *stringList) String() string     { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+
+// loadConfig loads the configuration and prints its problems to errOut.
+// It returns nil when the file has errors.
+func loadConfig(path string, errOut io.Writer) *config.Config {
+	cfg, problems := config.Load(path)
+	for _, p := range problems {
+		fmt.Fprintf(errOut, "%s: %s\n", path, p)
+	}
+	return cfg
+}
+
+// newLogger builds the process logger from the [log] section.
+func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.Log.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Log.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

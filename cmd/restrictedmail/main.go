@@ -1,0 +1,104 @@
+// Command restrictedmail guards restricted mail addresses for Postfix: a
+// milter that rejects mail without a valid posting token at SMTP time, and
+// an LMTP endpoint that spends the token and redistributes the message.
+// This file only dispatches; the work is in the packages beside cmd/.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+)
+
+// version is set at build time with -ldflags "-X main.version=..."; without
+// it the module version from the build info is used.
+var version = ""
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// Exit codes: 0 success, 1 failure, 2 bad usage (as flag and sysexits do).
+const (
+	exitOK      = 0
+	exitFailure = 1
+	exitUsage   = 2
+)
+
+type command struct {
+	name    string
+	summary string
+	run     func(ctx context.Context, args []string, out, errOut io.Writer) int
+}
+
+func commands() []command {
+	return []command{
+		{"check-config", "check the configuration and list every problem", runCheckConfig},
+		{"token", "issue, list and revoke posting tokens (token help)", runToken},
+		{"version", "print the version", runVersion},
+		{"help", "show this help", nil},
+	}
+}
+
+func run(ctx context.Context, args []string, out, errOut io.Writer) int {
+	if len(args) == 0 {
+		usage(errOut)
+		return exitUsage
+	}
+	name := args[0]
+	switch name {
+	case "help", "-h", "-help", "--help":
+		usage(out)
+		return exitOK
+	case "-version", "--version":
+		name = "version"
+	}
+	for _, c := range commands() {
+		if c.name == name && c.run != nil {
+			return c.run(ctx, args[1:], out, errOut)
+		}
+	}
+	fmt.Fprintf(errOut, "restrictedmail: unknown command %q\n\n", name)
+	usage(errOut)
+	return exitUsage
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `restrictedmail guards restricted mail addresses for Postfix.
+
+Usage:
+  restrictedmail COMMAND [flags]
+
+Commands:
+`)
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-13s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintf(w, `
+Every command that reads the configuration takes --config FILE
+(default %s). Flags take one or two dashes.
+Run "restrictedmail COMMAND --help" for the flags of a command.
+`, defaultConfig)
+}
+
+func runVersion(_ context.Context, _ []string, out, _ io.Writer) int {
+	fmt.Fprintf(out, "restrictedmail %s\n", versionString())
+	return exitOK
+}
+
+func versionString() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "devel"
+}

@@ -1,0 +1,257 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/restrictedmail/restrictedmail/address"
+	"github.com/restrictedmail/restrictedmail/config"
+	"github.com/restrictedmail/restrictedmail/store"
+	"github.com/restrictedmail/restrictedmail/token"
+)
+
+func runToken(ctx context.Context, args []string, out, errOut io.Writer) int {
+	sub := ""
+	if len(args) > 0 {
+		sub, args = args[0], args[1:]
+	}
+	switch sub {
+	case "issue":
+		return runTokenIssue(ctx, args, out, errOut)
+	case "list":
+		return runTokenList(ctx, args, out, errOut)
+	case "revoke":
+		return runTokenRevoke(ctx, args, out, errOut)
+	case "help", "-h", "-help", "--help":
+		tokenUsage(out)
+		return exitOK
+	}
+	if sub != "" {
+		fmt.Fprintf(errOut, "restrictedmail token: unknown subcommand %q\n\n", sub)
+	}
+	tokenUsage(errOut)
+	return exitUsage
+}
+
+func tokenUsage(w io.Writer) {
+	fmt.Fprint(w, `Usage:
+  restrictedmail token issue  --config FILE --list ADDRESS [--sender ADDRESS] [--ttl 72h]
+                              [--uses 1] [--recipient ADDRESS]... [--hide-sender] [--out FILE]
+  restrictedmail token list   --config FILE
+  restrictedmail token revoke --config FILE ID
+
+issue prints the token alone on the first line of stdout; --out writes the
+token file (prefix + token + newline) that the sender attaches. The store
+keeps only a hash: the token cannot be shown again.
+`)
+}
+
+// withStore loads the configuration and opens its store for a command.
+func withStore(ctx context.Context, path string, errOut io.Writer, fn func(*config.Config, *store.DB) int) int {
+	cfg := loadConfig(path, errOut)
+	if cfg == nil {
+		return exitFailure
+	}
+	db, err := store.Open(ctx, cfg.Store.Path)
+	if err != nil {
+		fmt.Fprintf(errOut, "restrictedmail: %v\n", err)
+		return exitFailure
+	}
+	defer db.Close()
+	return fn(cfg, db)
+}
+
+func runTokenIssue(ctx context.Context, args []string, out, errOut io.Writer) int {
+	fs := newFlags("token issue", "token issue --config FILE --list ADDRESS [flags]", errOut)
+	path := fs.String("config", defaultConfig, "configuration `file`")
+	list := fs.String("list", "", "restricted `address` the token is for (required)")
+	sender := fs.String("sender", "", "bind the token to this sender `address` (envelope or From)")
+	ttl := fs.String("ttl", "", "validity, e.g. 72h or 7d; 0 never expires (default: tokens.default_ttl)")
+	uses := fs.Int("uses", 0, "how many messages it allows (default: tokens.default_uses)")
+	var rcpts stringList
+	fs.Var(&rcpts, "recipient", "recipient `address`, repeatable; replaces the list's recipients")
+	hide := fs.Bool("hide-sender", false, "hide the sender's address from the recipients")
+	outFile := fs.String("out", "", "write the token file for the sender to attach to `file`")
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return flagExit(err)
+	}
+	if len(pos) > 0 {
+		return usageErr(fs, "unexpected argument %q", pos[0])
+	}
+	if *list == "" {
+		return usageErr(fs, "--list is required")
+	}
+	return withStore(ctx, *path, errOut, func(cfg *config.Config, db *store.DB) int {
+		rec, err := newRecord(cfg, *list, *sender, *ttl, *uses, rcpts, *hide, time.Now())
+		if err != nil {
+			fmt.Fprintf(errOut, "restrictedmail token issue: %v\n", err)
+			return exitFailure
+		}
+		tok := token.Generate()
+		rec.Hash = token.HashOf(tok)
+		if *outFile != "" {
+			// Write the file first: a token nobody can attach is worthless.
+			if err := os.WriteFile(*outFile, token.FileContent(cfg.Tokens.Prefix, tok), 0o600); err != nil {
+				fmt.Fprintf(errOut, "restrictedmail token issue: writing token file: %v\n", err)
+				return exitFailure
+			}
+		}
+		if err := db.AddToken(ctx, rec); err != nil {
+			fmt.Fprintf(errOut, "restrictedmail token issue: %v\n", err)
+			return exitFailure
+		}
+		fmt.Fprintln(out, tok)
+		l := cfg.List(address.MustParse(rec.List))
+		fmt.Fprintf(out, "id %s for %s, %s, %d use(s)\n", rec.ID, rec.List, expiryText(rec.Expires), rec.UsesAllowed)
+		file := "the token file"
+		if *outFile != "" {
+			file = *outFile
+		}
+		fmt.Fprintf(out, "send with %s attached, or the header \"%s: <token>\", or to %s%s<token>@%s\n",
+			file, cfg.Tokens.Header, l.Addr.Local, cfg.RecipientDelimiter[:min(1, len(cfg.RecipientDelimiter))], l.Addr.Domain)
+		return exitOK
+	})
+}
+
+// newRecord builds the record of a new token from the flags of `token issue`.
+func newRecord(cfg *config.Config, listAddr, sender, ttl string, uses int, rcpts []string, hide bool, now time.Time) (token.Record, error) {
+	la, err := address.Parse(listAddr)
+	if err != nil {
+		return token.Record{}, fmt.Errorf("--list %q: %v", listAddr, err)
+	}
+	l := cfg.List(la)
+	if l == nil {
+		return token.Record{}, fmt.Errorf("--list %s is not a restricted address in %s", la, cfg.File)
+	}
+	rec := token.Record{
+		ID:          token.NewID(),
+		List:        l.Addr.Key(),
+		Created:     now.UTC().Truncate(time.Second),
+		UsesAllowed: cfg.Tokens.DefaultUses,
+		HideSender:  hide,
+	}
+	if sender != "" {
+		s, err := address.Parse(sender)
+		if err != nil {
+			return token.Record{}, fmt.Errorf("--sender %q: %v", sender, err)
+		}
+		rec.Sender = s.Key()
+	}
+	if uses != 0 {
+		if uses < 0 {
+			return token.Record{}, fmt.Errorf("--uses must be at least 1, not %d", uses)
+		}
+		rec.UsesAllowed = uses
+	}
+	d := cfg.Tokens.DefaultTTL
+	if ttl != "" {
+		if err := d.UnmarshalText([]byte(ttl)); err != nil {
+			return token.Record{}, fmt.Errorf("--ttl: %v", err)
+		}
+	}
+	if d > 0 {
+		rec.Expires = rec.Created.Add(d.D())
+	}
+	for _, r := range rcpts {
+		a, err := address.Parse(r)
+		if err != nil {
+			return token.Record{}, fmt.Errorf("--recipient %q: %v", r, err)
+		}
+		if a.Equal(l.Addr) {
+			return token.Record{}, fmt.Errorf("--recipient %s is the list itself; it would loop", a)
+		}
+		rec.Recipients = append(rec.Recipients, a.String())
+	}
+	if len(rec.Recipients) == 0 && len(l.Members) == 0 {
+		return token.Record{}, fmt.Errorf("%s has no default recipients: name them with --recipient", l.Addr)
+	}
+	return rec, nil
+}
+
+func expiryText(t time.Time) string {
+	if t.IsZero() {
+		return "never expires"
+	}
+	return "expires " + t.UTC().Format(time.RFC3339)
+}
+
+func runTokenList(ctx context.Context, args []string, out, errOut io.Writer) int {
+	fs := newFlags("token list", "token list --config FILE", errOut)
+	path := fs.String("config", defaultConfig, "configuration `file`")
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return flagExit(err)
+	}
+	if len(pos) > 0 {
+		return usageErr(fs, "unexpected argument %q", pos[0])
+	}
+	return withStore(ctx, *path, errOut, func(cfg *config.Config, db *store.DB) int {
+		recs, err := db.Tokens(ctx)
+		if err != nil {
+			fmt.Fprintf(errOut, "restrictedmail token list: %v\n", err)
+			return exitFailure
+		}
+		now := time.Now()
+		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tLIST\tSENDER\tEXPIRES\tUSES LEFT\tSTATE\tRECIPIENTS")
+		for _, r := range recs {
+			sender, expires, rcpts := r.Sender, "never", "list"
+			if sender == "" {
+				sender = "any"
+			}
+			if !r.Expires.IsZero() {
+				expires = r.Expires.Format(time.RFC3339)
+			}
+			if len(r.Recipients) > 0 {
+				rcpts = fmt.Sprint(len(r.Recipients))
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\n", r.ID, r.List, sender, expires, r.UsesLeft(), r.UsesAllowed, state(r, now), rcpts)
+		}
+		tw.Flush()
+		return exitOK
+	})
+}
+
+func state(r token.Record, now time.Time) string {
+	switch {
+	case r.Revoked:
+		return "revoked"
+	case r.Expired(now):
+		return "expired"
+	case r.UsesLeft() == 0:
+		return "used"
+	}
+	return "active"
+}
+
+func runTokenRevoke(ctx context.Context, args []string, out, errOut io.Writer) int {
+	fs := newFlags("token revoke", "token revoke --config FILE ID", errOut)
+	path := fs.String("config", defaultConfig, "configuration `file`")
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return flagExit(err)
+	}
+	if len(pos) != 1 {
+		return usageErr(fs, "give exactly one token ID (see token list)")
+	}
+	id := strings.TrimSpace(pos[0])
+	return withStore(ctx, *path, errOut, func(cfg *config.Config, db *store.DB) int {
+		if err := db.RevokeToken(ctx, id); err != nil {
+			if errors.Is(err, token.ErrNotFound) {
+				fmt.Fprintf(errOut, "restrictedmail token revoke: no token with id %q (see token list)\n", id)
+			} else {
+				fmt.Fprintf(errOut, "restrictedmail token revoke: %v\n", err)
+			}
+			return exitFailure
+		}
+		fmt.Fprintf(out, "revoked %s\n", id)
+		return exitOK
+	})
+}

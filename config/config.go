@@ -1,0 +1,211 @@
+// Package config reads restrictedmail's TOML configuration strictly: an
+// unknown key, a value of the wrong type or an impossible value is a
+// Problem that names the key and its line, and every problem of a file is
+// reported in one pass. A loaded Config is immutable; reloading builds a
+// new one.
+package config
+
+import (
+	"crypto"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/restrictedmail/restrictedmail/address"
+)
+
+// DefaultPath is where the daemon and the commands look without --config.
+const DefaultPath = "/etc/restrictedmail/restrictedmail.toml"
+
+// Config is the whole configuration. Fields tagged toml:"-" are derived
+// while loading (parsed addresses, keys and passwords read from files).
+type Config struct {
+	Hostname           string `toml:"hostname"`
+	RecipientDelimiter string `toml:"recipient_delimiter"`
+	Log                Log    `toml:"log"`
+	Store              Store  `toml:"store"`
+	Milter             Milter `toml:"milter"`
+	LMTP               LMTP   `toml:"lmtp"`
+	Relay              Relay  `toml:"relay"`
+	Tokens             Tokens `toml:"tokens"`
+	DKIM               []DKIM `toml:"dkim"`
+	Lists              []List `toml:"lists"`
+
+	// File is the path the configuration was read from ("" for defaults).
+	File   string           `toml:"-"`
+	byAddr map[string]*List // address.Key → list
+	keys   map[string]*DKIM // domain → key
+}
+
+// Log configures log/slog output on stderr.
+type Log struct {
+	Level  string `toml:"level"`  // debug | info | warn | error
+	Format string `toml:"format"` // text | json
+}
+
+// Store configures the embedded SQLite database.
+type Store struct {
+	Path string `toml:"path"`
+}
+
+// Milter configures the SMTP-time listener for Postfix's smtpd_milters.
+type Milter struct {
+	Listen          string   `toml:"listen"` // "" disables the milter
+	SocketMode      FileMode `toml:"socket_mode"`
+	SocketGroup     string   `toml:"socket_group"`
+	AllowedNetworks []string `toml:"allowed_networks"`
+	ReadTimeout     Duration `toml:"read_timeout"`
+	WriteTimeout    Duration `toml:"write_timeout"`
+
+	Addr     Listen        `toml:"-"`
+	Networks []NetworkSpec `toml:"-"`
+}
+
+// LMTP configures the after-queue listener for Postfix's transport_maps.
+type LMTP struct {
+	Listen          string   `toml:"listen"` // "" disables the LMTP endpoint
+	SocketMode      FileMode `toml:"socket_mode"`
+	SocketGroup     string   `toml:"socket_group"`
+	AllowedNetworks []string `toml:"allowed_networks"`
+	MaxMessageSize  int64    `toml:"max_message_size"`
+	MaxRecipients   int      `toml:"max_recipients"`
+	ReadTimeout     Duration `toml:"read_timeout"`
+	WriteTimeout    Duration `toml:"write_timeout"`
+	GiveUpAfter     Duration `toml:"give_up_after"`
+	SpoolDir        string   `toml:"spool_dir"`
+	ShutdownTimeout Duration `toml:"shutdown_timeout"`
+
+	Addr     Listen        `toml:"-"`
+	Networks []NetworkSpec `toml:"-"`
+}
+
+// Relay configures the SMTP client that sends the redistributed copies.
+type Relay struct {
+	Address        string   `toml:"address"` // host:port
+	TLS            string   `toml:"tls"`     // none | starttls | tls
+	CAFile         string   `toml:"ca_file"`
+	Username       string   `toml:"username"`
+	PasswordFile   string   `toml:"password_file"`
+	HeloName       string   `toml:"helo_name"`
+	MaxRecipients  int      `toml:"max_recipients"`
+	Connections    int      `toml:"connections"`
+	ConnectTimeout Duration `toml:"connect_timeout"`
+	CommandTimeout Duration `toml:"command_timeout"`
+
+	Password string `toml:"-"` // read from PasswordFile
+}
+
+// Tokens configures the token carriers and the defaults of `token issue`.
+type Tokens struct {
+	Prefix      string   `toml:"prefix"`
+	Header      string   `toml:"header"`
+	DefaultTTL  Duration `toml:"default_ttl"`
+	DefaultUses int      `toml:"default_uses"`
+}
+
+// DKIM is one signing key.
+type DKIM struct {
+	Domain         string `toml:"domain"`
+	Selector       string `toml:"selector"`
+	PrivateKeyFile string `toml:"private_key_file"`
+
+	Signer crypto.Signer `toml:"-"`
+}
+
+// List is one restricted address.
+type List struct {
+	Address        string   `toml:"address"`
+	Name           string   `toml:"name"`
+	ListID         string   `toml:"list_id"`
+	Recipients     []string `toml:"recipients"`
+	RecipientsFile string   `toml:"recipients_file"`
+	BounceAddress  string   `toml:"bounce_address"`
+	HideSender     bool     `toml:"hide_sender"`
+
+	Addr    address.Address   `toml:"-"`
+	Bounce  address.Address   `toml:"-"`
+	Members []address.Address `toml:"-"` // recipients and recipients_file, deduplicated
+}
+
+// Default returns the configuration that applies to every key a file leaves
+// out. It is also the embedded configuration of `restrictedmail demo`.
+func Default() *Config {
+	host, err := os.Hostname()
+	if err != nil || !strings.Contains(host, ".") {
+		host = "localhost.localdomain"
+	}
+	return &Config{
+		Hostname:           host,
+		RecipientDelimiter: "+",
+		Log:                Log{Level: "info", Format: "text"},
+		Store:              Store{Path: "/var/lib/restrictedmail/state.db"},
+		Milter: Milter{
+			Listen:       "inet:127.0.0.1:8025",
+			SocketMode:   0o660,
+			ReadTimeout:  Duration(5 * time.Minute),
+			WriteTimeout: Duration(30 * time.Second),
+		},
+		LMTP: LMTP{
+			Listen:          "inet:127.0.0.1:8024",
+			SocketMode:      0o660,
+			MaxMessageSize:  50 << 20,
+			MaxRecipients:   1000,
+			ReadTimeout:     Duration(5 * time.Minute),
+			WriteTimeout:    Duration(5 * time.Minute),
+			GiveUpAfter:     Duration(96 * time.Hour),
+			ShutdownTimeout: Duration(30 * time.Second),
+		},
+		Relay: Relay{
+			Address:        "127.0.0.1:10026",
+			TLS:            "none",
+			MaxRecipients:  50,
+			Connections:    4,
+			ConnectTimeout: Duration(30 * time.Second),
+			CommandTimeout: Duration(5 * time.Minute),
+		},
+		Tokens: Tokens{
+			Prefix:      "RMTOKEN",
+			Header:      "X-Restricted-Token",
+			DefaultTTL:  Duration(72 * time.Hour),
+			DefaultUses: 1,
+		},
+	}
+}
+
+// List returns the restricted list at address a (subaddress already
+// removed), or nil.
+func (c *Config) List(a address.Address) *List { return c.byAddr[a.Key()] }
+
+// ListFor returns the list that rcpt is addressed to, with or without a
+// subaddress, and the subaddress extension.
+func (c *Config) ListFor(rcpt address.Address) (l *List, extension string) {
+	if l := c.List(rcpt); l != nil {
+		return l, ""
+	}
+	base, ext, ok := rcpt.SplitSubaddress(c.RecipientDelimiter)
+	if !ok {
+		return nil, ""
+	}
+	return c.List(base), ext
+}
+
+// KeyFor returns the DKIM key for domain, or nil.
+func (c *Config) KeyFor(domain string) *DKIM { return c.keys[strings.ToLower(domain)] }
+
+// SpoolDir is where the LMTP endpoint spools messages: spool_dir, or
+// "spool" beside the store.
+func (c *Config) SpoolDir() string {
+	if c.LMTP.SpoolDir != "" {
+		return c.LMTP.SpoolDir
+	}
+	return joinDir(c.Store.Path, "spool")
+}
+
+// ID returns the List-Id of RFC 2919: list_id, or the address with its @
+// turned into a dot ("board.example.org").
+func (l *List) ID() string {
+	if l.ListID != "" {
+		return l.ListID
+	}
+	return l.Addr.Local + "." + l.Addr.Domain
+}

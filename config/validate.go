@@ -1,0 +1,383 @@
+package config
+
+import (
+	"bufio"
+	"crypto"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/restrictedmail/restrictedmail/address"
+)
+
+// validator checks a decoded Config and derives its parsed fields.
+type validator struct {
+	*decoder
+	cfg *Config
+	dir string // base for relative paths
+}
+
+func (v *validator) validate() {
+	c := v.cfg
+	if _, err := address.Domain(c.Hostname); err != nil {
+		v.addf("hostname", "%q is not a host name", c.Hostname)
+	}
+	for _, r := range c.RecipientDelimiter {
+		if r > 127 || r == '@' || r == '.' || isAlnum(byte(r)) {
+			v.addf("recipient_delimiter", "%q: use the punctuation characters of Postfix's recipient_delimiter, such as \"+\"", c.RecipientDelimiter)
+			break
+		}
+	}
+	v.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
+	v.oneOf("log.format", c.Log.Format, "text", "json")
+	if c.Store.Path == "" {
+		v.addf("store.path", "must name the database file")
+	}
+	c.Store.Path = v.path(c.Store.Path)
+	if c.LMTP.SpoolDir != "" {
+		c.LMTP.SpoolDir = v.path(c.LMTP.SpoolDir)
+	}
+	c.Milter.Addr, c.Milter.Networks = v.listener("milter", c.Milter.Listen, c.Milter.AllowedNetworks)
+	c.LMTP.Addr, c.LMTP.Networks = v.listener("lmtp", c.LMTP.Listen, c.LMTP.AllowedNetworks)
+	if c.Milter.Listen == "" && c.LMTP.Listen == "" {
+		v.addf("lmtp.listen", "the milter and the LMTP endpoint are both disabled; `serve` would do nothing")
+	}
+	v.positive("lmtp.max_message_size", c.LMTP.MaxMessageSize)
+	v.positive("lmtp.max_recipients", int64(c.LMTP.MaxRecipients))
+	if c.LMTP.GiveUpAfter.D() <= 0 {
+		v.addf("lmtp.give_up_after", "must be longer than 0")
+	}
+	v.relay()
+	v.tokens()
+	v.dkim()
+	v.lists()
+}
+
+func (v *validator) oneOf(key, val string, allowed ...string) {
+	for _, a := range allowed {
+		if val == a {
+			return
+		}
+	}
+	v.addf(key, "%q is not one of %s", val, strings.Join(allowed, ", "))
+}
+
+func (v *validator) positive(key string, n int64) {
+	if n <= 0 {
+		v.addf(key, "must be greater than 0, not %d", n)
+	}
+}
+
+// path resolves a relative path against the configuration's directory.
+func (v *validator) path(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(v.dir, p)
+}
+
+func (v *validator) listener(section, listen string, nets []string) (Listen, []NetworkSpec) {
+	if listen == "" {
+		return Listen{}, nil
+	}
+	l, err := ParseListen(listen)
+	if err != nil {
+		v.addf(section+".listen", "%v", err)
+		return Listen{}, nil
+	}
+	var out []NetworkSpec
+	for i, n := range nets {
+		p, err := parseNetwork(n)
+		if err != nil {
+			v.addf(fmt.Sprintf("%s.allowed_networks[%d]", section, i), "%v", err)
+			continue
+		}
+		out = append(out, p)
+	}
+	if !l.IsLoopback() && len(nets) == 0 {
+		v.addf(section+".listen", "%s is reachable from the network: list the Postfix hosts in %s.allowed_networks, or bind to 127.0.0.1", listen, section)
+	}
+	return l, out
+}
+
+func (v *validator) relay() {
+	r := &v.cfg.Relay
+	host, port, err := net.SplitHostPort(r.Address)
+	if err != nil || host == "" {
+		v.addf("relay.address", "%q is not host:port (e.g. \"smtp-relay.gmail.com:587\")", r.Address)
+	} else if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+		v.addf("relay.address", "port %q is not a number from 1 to 65535", port)
+	}
+	v.oneOf("relay.tls", r.TLS, "none", "starttls", "tls")
+	if r.TLS == "none" && host != "" && !isLoopbackHost(host) {
+		v.warnf("relay.tls", "\"none\" sends every copy to %s in clear text; use \"starttls\" or \"tls\"", host)
+	}
+	if r.CAFile != "" {
+		r.CAFile = v.path(r.CAFile)
+		if pemData, err := os.ReadFile(r.CAFile); err != nil {
+			v.addf("relay.ca_file", "cannot read: %v", err)
+		} else if !x509.NewCertPool().AppendCertsFromPEM(pemData) {
+			v.addf("relay.ca_file", "%s holds no PEM certificate", r.CAFile)
+		}
+	}
+	switch {
+	case r.Username != "" && r.PasswordFile == "":
+		v.addf("relay.password_file", "relay.username is set, so the password file must be too")
+	case r.Username == "" && r.PasswordFile != "":
+		v.addf("relay.username", "relay.password_file is set, so the username must be too")
+	case r.Username != "" && r.TLS == "none":
+		v.addf("relay.tls", "\"none\" with a username would send the password in clear text; use \"starttls\" or \"tls\"")
+	}
+	if r.PasswordFile != "" {
+		r.PasswordFile = v.path(r.PasswordFile)
+		v.secretFile("relay.password_file", r.PasswordFile)
+		if data, err := os.ReadFile(r.PasswordFile); err != nil {
+			v.addf("relay.password_file", "cannot read: %v", err)
+		} else if r.Password = strings.TrimRight(string(data), "\r\n"); r.Password == "" {
+			v.addf("relay.password_file", "%s is empty", r.PasswordFile)
+		}
+	}
+	if r.HeloName == "" {
+		r.HeloName = v.cfg.Hostname
+	}
+	if r.MaxRecipients < 1 || r.MaxRecipients > 1000 {
+		v.addf("relay.max_recipients", "must be from 1 to 1000, not %d (RFC 5321 servers must take 100; Gmail takes 100)", r.MaxRecipients)
+	}
+	if r.Connections < 1 || r.Connections > 64 {
+		v.addf("relay.connections", "must be from 1 to 64, not %d", r.Connections)
+	}
+	if r.ConnectTimeout.D() <= 0 {
+		v.addf("relay.connect_timeout", "must be longer than 0")
+	}
+	if r.CommandTimeout.D() <= 0 {
+		v.addf("relay.command_timeout", "must be longer than 0")
+	}
+}
+
+func isLoopbackHost(h string) bool {
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
+}
+
+// secretFile warns when a password or key file can be read by anyone.
+func (v *validator) secretFile(key, path string) {
+	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o004 != 0 {
+		v.warnf(key, "%s is readable by every user (mode %#o); chmod 0600 or 0640", path, fi.Mode().Perm())
+	}
+}
+
+func (v *validator) tokens() {
+	t := &v.cfg.Tokens
+	if t.Prefix == "" {
+		v.addf("tokens.prefix", "must not be empty: a token file is recognised by it")
+	}
+	for i := 0; i < len(t.Prefix); i++ {
+		if c := t.Prefix[i]; c <= ' ' || c > '~' {
+			v.addf("tokens.prefix", "%q: use printable ASCII without spaces", t.Prefix)
+			break
+		}
+	}
+	if !validFieldName(t.Header) {
+		v.addf("tokens.header", "%q is not a header field name", t.Header)
+	}
+	if t.DefaultUses < 1 {
+		v.addf("tokens.default_uses", "must be at least 1, not %d", t.DefaultUses)
+	}
+}
+
+func validFieldName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < '!' || c > '~' || c == ':' {
+			return false
+		}
+	}
+	return true
+}
+
+func (v *validator) dkim() {
+	v.cfg.keys = map[string]*DKIM{}
+	for i := range v.cfg.DKIM {
+		k := &v.cfg.DKIM[i]
+		key := fmt.Sprintf("dkim[%d]", i)
+		d, err := address.Domain(k.Domain)
+		if err != nil {
+			v.addf(key+".domain", "%q is not a domain", k.Domain)
+		} else {
+			k.Domain = d
+			if v.cfg.keys[d] != nil {
+				v.addf(key+".domain", "%s has two keys; give each domain one [[dkim]]", d)
+			}
+			v.cfg.keys[d] = k
+		}
+		if _, err := address.Domain(k.Selector); err != nil || k.Selector == "" {
+			v.addf(key+".selector", "%q is not a DKIM selector (letters, digits, '-', dots)", k.Selector)
+		}
+		if k.PrivateKeyFile == "" {
+			v.addf(key+".private_key_file", "must name the private key (PEM)")
+			continue
+		}
+		k.PrivateKeyFile = v.path(k.PrivateKeyFile)
+		v.secretFile(key+".private_key_file", k.PrivateKeyFile)
+		signer, warn, err := LoadKey(k.PrivateKeyFile)
+		if err != nil {
+			v.addf(key+".private_key_file", "%v", err)
+			continue
+		}
+		if warn != "" {
+			v.warnf(key+".private_key_file", "%s", warn)
+		}
+		k.Signer = signer
+	}
+}
+
+// LoadKey reads a PEM private key for DKIM: RSA (PKCS#1 or PKCS#8) of at
+// least 1024 bits, or Ed25519 (PKCS#8). RFC 8301 forbids shorter RSA keys;
+// under 2048 bits is allowed but warned about.
+func LoadKey(path string) (signer crypto.Signer, warning string, err error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, "", fmt.Errorf("cannot read: %v", err)
+	}
+	block, _ := pem.Decode(data)
+	if block == nil {
+		return nil, "", fmt.Errorf("%s is not a PEM file", path)
+	}
+	var key any
+	switch block.Type {
+	case "RSA PRIVATE KEY":
+		key, err = x509.ParsePKCS1PrivateKey(block.Bytes)
+	case "PRIVATE KEY":
+		key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
+	default:
+		return nil, "", fmt.Errorf("%s holds a %q block; want an RSA or Ed25519 private key", path, block.Type)
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("%s: %v", path, err)
+	}
+	switch k := key.(type) {
+	case *rsa.PrivateKey:
+		bits := k.N.BitLen()
+		if bits < 1024 {
+			return nil, "", fmt.Errorf("%s: RSA key of %d bits; DKIM needs at least 1024 (RFC 8301)", path, bits)
+		}
+		if bits < 2048 {
+			warning = fmt.Sprintf("%s: RSA key of %d bits; 2048 is the usual minimum", path, bits)
+		}
+		return k, warning, nil
+	case ed25519.PrivateKey:
+		return k, "", nil
+	}
+	return nil, "", fmt.Errorf("%s: a %T key cannot sign DKIM; use RSA or Ed25519", path, key)
+}
+
+func (v *validator) lists() {
+	c := v.cfg
+	c.byAddr = map[string]*List{}
+	if len(c.Lists) == 0 {
+		v.warnf("lists", "no [[lists]]: no address is restricted, and the milter lets all mail pass")
+	}
+	for i := range c.Lists {
+		l := &c.Lists[i]
+		key := fmt.Sprintf("lists[%d]", i)
+		a, err := address.Parse(l.Address)
+		switch {
+		case err != nil:
+			v.addf(key+".address", "%q: %v", l.Address, err)
+		case c.byAddr[a.Key()] != nil:
+			v.addf(key+".address", "%s is configured twice", a)
+		case c.RecipientDelimiter != "" && strings.ContainsAny(a.Local, c.RecipientDelimiter):
+			v.addf(key+".address", "%s contains the recipient delimiter %q; Postfix would take the rest as a subaddress", a, c.RecipientDelimiter)
+		default:
+			l.Addr = a
+			c.byAddr[a.Key()] = l
+			if c.KeyFor(a.Domain) == nil {
+				v.warnf(key+".address", "no [[dkim]] key for %s: copies will go out unsigned and fail DMARC at strict receivers", a.Domain)
+			}
+		}
+		if l.Name == "" {
+			l.Name = l.Address
+		}
+		if strings.ContainsAny(l.Name, "\r\n") {
+			v.addf(key+".name", "must be one line")
+		}
+		if l.BounceAddress == "" {
+			v.addf(key+".bounce_address", "missing: the copies need an envelope sender that collects bounces (RFC 5321 §3.9)")
+		} else if b, err := address.Parse(l.BounceAddress); err != nil {
+			v.addf(key+".bounce_address", "%q: %v", l.BounceAddress, err)
+		} else if b.Equal(a) {
+			v.addf(key+".bounce_address", "must differ from the list address, or bounces would be redistributed")
+		} else {
+			l.Bounce = b
+		}
+		if l.ListID != "" && !validListID(l.ListID) {
+			v.addf(key+".list_id", "%q is not a List-Id (RFC 2919: dot-separated words such as \"board.example.org\")", l.ListID)
+		}
+		v.members(key, l)
+	}
+}
+
+func validListID(s string) bool {
+	_, err := address.Domain(s)
+	return err == nil && strings.Contains(s, ".")
+}
+
+// members reads recipients and recipients_file into l.Members.
+func (v *validator) members(key string, l *List) {
+	seen := map[string]bool{}
+	add := func(k, where, s string) {
+		a, err := address.Parse(s)
+		if err != nil {
+			v.addf(k, "%s%q: %v", where, s, err)
+			return
+		}
+		if a.Equal(l.Addr) {
+			v.addf(k, "%s%s is the list itself; it would loop", where, a)
+			return
+		}
+		if !seen[a.Key()] {
+			seen[a.Key()] = true
+			l.Members = append(l.Members, a)
+		}
+	}
+	for i, r := range l.Recipients {
+		add(fmt.Sprintf("%s.recipients[%d]", key, i), "", r)
+	}
+	if l.RecipientsFile == "" {
+		return
+	}
+	l.RecipientsFile = v.path(l.RecipientsFile)
+	f, err := os.Open(l.RecipientsFile)
+	if err != nil {
+		v.addf(key+".recipients_file", "cannot read: %v", err)
+		return
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		add(key+".recipients_file", fmt.Sprintf("%s line %d: ", l.RecipientsFile, n), line)
+	}
+	if err := sc.Err(); err != nil {
+		v.addf(key+".recipients_file", "reading %s: %v", l.RecipientsFile, err)
+	}
+}
+
+func isAlnum(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+}

@@ -1,0 +1,171 @@
+// Package store keeps restrictedmail's state — issued tokens (as hashes) and
+// the delivery journal — in an embedded SQLite database (modernc.org/sqlite,
+// no cgo).
+//
+// The database runs in WAL mode with synchronous=FULL: a message that the
+// LMTP endpoint acknowledged must survive a crash, so every commit reaches
+// the disk. Writes run in IMMEDIATE transactions and wait on a busy timeout,
+// which makes the store safe for the milter and the LMTP endpoint in one
+// process and for a `restrictedmail token` command run beside a live daemon.
+//
+// Consumers (policy, lmtp, milter) declare the narrow interfaces they need;
+// *DB satisfies them, and so could another store (PostgreSQL) later.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// BusyTimeout is how long a writer waits for another to finish.
+const BusyTimeout = 10 * time.Second
+
+// DB is an open store.
+type DB struct {
+	db *sql.DB
+}
+
+// Open opens (creating when missing) the database at path and brings its
+// schema up to date. The file and its WAL are readable by the owner only:
+// the journal names senders and recipients.
+func Open(ctx context.Context, path string) (*DB, error) {
+	if path == "" {
+		return nil, errors.New("opening store: no path configured")
+	}
+	if dir := filepath.Dir(path); dir != "" {
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return nil, fmt.Errorf("opening store: creating %s: %w", dir, err)
+		}
+	}
+	// Create the file ourselves so that its mode is ours, not the umask's;
+	// SQLite gives the -wal and -shm files the mode of the database file.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("opening store %s: %w", path, err)
+	}
+	f.Close()
+
+	q := url.Values{}
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", BusyTimeout.Milliseconds()))
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "synchronous(FULL)")
+	q.Add("_pragma", "foreign_keys(ON)")
+	q.Set("_txlock", "immediate")
+	dsn := "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("opening store %s: %w", path, err)
+	}
+	s := &DB{db: db}
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("opening store %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// Close closes the database.
+func (s *DB) Close() error { return s.db.Close() }
+
+// Ping checks that the database answers; readiness checks use it.
+func (s *DB) Ping(ctx context.Context) error {
+	var one int
+	if err := s.db.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
+		return fmt.Errorf("pinging store: %w", err)
+	}
+	return nil
+}
+
+// migrations are applied in order; the schema version is PRAGMA
+// user_version, which SQLite changes atomically with the transaction.
+// Never edit a released migration: append a new one.
+var migrations = []string{
+	// 1: tokens and the spends that make spending idempotent per delivery.
+	`CREATE TABLE tokens (
+		id           TEXT PRIMARY KEY,
+		hash         BLOB NOT NULL UNIQUE,
+		list         TEXT NOT NULL,
+		sender       TEXT NOT NULL DEFAULT '',
+		created      INTEGER NOT NULL,
+		expires      INTEGER NOT NULL DEFAULT 0,
+		uses_allowed INTEGER NOT NULL CHECK (uses_allowed > 0),
+		uses_spent   INTEGER NOT NULL DEFAULT 0,
+		recipients   TEXT NOT NULL DEFAULT '',
+		hide_sender  INTEGER NOT NULL DEFAULT 0,
+		revoked      INTEGER NOT NULL DEFAULT 0
+	);
+	CREATE TABLE spends (
+		delivery_id TEXT PRIMARY KEY,
+		token_id    TEXT NOT NULL REFERENCES tokens(id),
+		spent       INTEGER NOT NULL
+	);`,
+}
+
+func (s *DB) migrate(ctx context.Context) error {
+	for {
+		done, err := s.migrateOne(ctx)
+		if err != nil || done {
+			return err
+		}
+	}
+}
+
+// migrateOne applies the next migration in its own transaction, re-reading
+// the version inside it so that two processes opening a new store at once
+// do not both apply it.
+func (s *DB) migrateOne(ctx context.Context) (done bool, err error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return false, fmt.Errorf("starting migration: %w", err)
+	}
+	defer tx.Rollback()
+	var v int
+	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+		return false, fmt.Errorf("reading schema version: %w", err)
+	}
+	switch {
+	case v > len(migrations):
+		return false, fmt.Errorf("schema version %d is newer than this restrictedmail knows (%d); use the newer binary", v, len(migrations))
+	case v == len(migrations):
+		return true, nil
+	}
+	if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
+		return false, fmt.Errorf("applying migration %d: %w", v+1, err)
+	}
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", v+1)); err != nil {
+		return false, fmt.Errorf("recording schema version %d: %w", v+1, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return false, fmt.Errorf("committing migration %d: %w", v+1, err)
+	}
+	return false, nil
+}
+
+// SchemaVersion returns the schema version of the open database.
+func (s *DB) SchemaVersion(ctx context.Context) (int, error) {
+	var v int
+	err := s.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v)
+	return v, err
+}
+
+func unix(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.Unix()
+}
+
+func fromUnix(s int64) time.Time {
+	if s == 0 {
+		return time.Time{}
+	}
+	return time.Unix(s, 0).UTC()
+}
