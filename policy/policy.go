@@ -214,3 +214,19 @@ func FromSpendError(list string, err error) Verdict {
 	}
 	return v
 }
+
+// LoopHeader is the loop marker the rewriter adds to every copy: its value
+// is the list address. A message that already carries this list's marker
+// came back to us (a recipient forwarding to the list, say) and is not
+// distributed again.
+const LoopHeader = "X-Loop"
+
+// IsLoop reports whether one of the LoopHeader values names list.
+func IsLoop(values []string, list address.Address) bool {
+	for _, v := range values {
+		if a, err := address.Parse(v); err == nil && a.Equal(list) {
+			return true
+		}
+	}
+	return false
+}
