@@ -61,6 +61,12 @@ func Parse(s string) (Address, error) {
 	if err != nil {
 		return Address{}, err
 	}
+	// The A-label form can be far longer than the U-labels it came from
+	// ("ü" is "xn--tda"), and it is what String returns and what travels
+	// to a server without SMTPUTF8: the limit applies to it too.
+	if len(local)+1+len(d) > MaxLength {
+		return Address{}, errLong
+	}
 	return Address{Local: local, Domain: d}, nil
 }
 

@@ -186,7 +186,11 @@ func (c *Config) ListFor(rcpt address.Address) (l *List, extension string) {
 	if !ok {
 		return nil, ""
 	}
-	return c.List(base), ext
+	// The extension of an address that is no list is nobody's token.
+	if l := c.List(base); l != nil {
+		return l, ext
+	}
+	return nil, ""
 }
 
 // KeyFor returns the DKIM key for domain, or nil.

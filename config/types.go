@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"path/filepath"
@@ -23,7 +24,10 @@ func (d *Duration) UnmarshalText(b []byte) error {
 	s := strings.TrimSpace(string(b))
 	if days, ok := strings.CutSuffix(s, "d"); ok {
 		n, err := strconv.Atoi(days)
-		if err == nil && n >= 0 {
+		// Beyond about 292 years a time.Duration overflows, and the product
+		// would wrap to a negative or a small value; ParseDuration
+		// refuses such values in its own units, so refuse them here too.
+		if err == nil && n >= 0 && n <= int(math.MaxInt64/(24*time.Hour)) {
 			*d = Duration(time.Duration(n) * 24 * time.Hour)
 			return nil
 		}

@@ -127,16 +127,21 @@ func peekKind(br *bufio.Reader) (lineKind, error) {
 		n = br.Size()
 	}
 	b, _ = br.Peek(n)
+	spaced := false
 	for i, c := range b {
-		if c == ':' {
+		switch {
+		case c == ':':
 			if i == 0 {
 				return lineBody, nil
 			}
 			return lineField, nil
-		}
-		// RFC 5322 §3.6.8 ftext, plus the space some broken mailers put
-		// before the colon.
-		if (c < '!' || c > '~') && c != ' ' {
+		case c == ' ' || c == '\t':
+			// The white space some broken mailers put before the colon;
+			// like Postfix's is_header, only there: "From alice@... 2015"
+			// (an mbox From_ line) is no field.
+			spaced = true
+		case c < '!' || c > '~' || spaced:
+			// RFC 5322 §3.6.8 ftext.
 			return lineBody, nil
 		}
 	}

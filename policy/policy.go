@@ -101,7 +101,13 @@ func (v Verdict) Reply() Reply {
 		// RFC 3463 X.4.6: routing loop detected.
 		return Reply{554, [3]int{5, 4, 6}, "Mail loop detected: this message was already distributed by " + addr}
 	case Malformed:
-		return Reply{554, [3]int{5, 6, 0}, "Message could not be read: its header is malformed or too large"}
+		// Like every rejection, name the address when there is one: the
+		// sender may have written to several.
+		text := "Message could not be read: its header is malformed or too large"
+		if v.List != "" {
+			text = "Message to " + addr + " could not be read: its header is malformed or too large"
+		}
+		return Reply{554, [3]int{5, 6, 0}, text}
 	}
 	return Reply{451, [3]int{4, 3, 0}, "Temporary failure checking the posting token, please try again later"}
 }

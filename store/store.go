@@ -107,6 +107,8 @@ var migrations = []string{
 		token_id    TEXT NOT NULL REFERENCES tokens(id),
 		spent       INTEGER NOT NULL
 	);`,
+	// 2: the delivery journal (journal.go).
+	journalMigration,
 }
 
 func (s *DB) migrate(ctx context.Context) error {

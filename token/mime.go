@@ -266,6 +266,12 @@ func isBlank(line []byte) bool {
 // tokenIn decodes the start of a part's raw content and returns the token
 // after the prefix, if the content starts with it.
 func tokenIn(prefix []byte, cte string, raw []byte) string {
+	if len(prefix) == 0 {
+		// Without a prefix every part that starts with a word would be a
+		// token file, and StripParts would drop the message's text. The
+		// config refuses an empty prefix; a zero Finder must be harmless too.
+		return ""
+	}
 	var dec []byte
 	switch strings.ToLower(strings.TrimSpace(cte)) {
 	case "base64":

@@ -40,8 +40,10 @@ type command struct {
 
 func commands() []command {
 	return []command{
+		{"serve", "run the milter and the LMTP endpoint", runServe},
 		{"check-config", "check the configuration and list every problem", runCheckConfig},
 		{"token", "issue, list and revoke posting tokens (token help)", runToken},
+		{"demo", "show the main job end to end, on the embedded defaults", runDemo},
 		{"version", "print the version", runVersion},
 		{"help", "show this help", nil},
 	}

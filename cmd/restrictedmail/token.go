@@ -114,8 +114,12 @@ func runTokenIssue(ctx context.Context, args []string, out, errOut io.Writer) in
 		if *outFile != "" {
 			file = *outFile
 		}
-		fmt.Fprintf(out, "send with %s attached, or the header \"%s: <token>\", or to %s%s<token>@%s\n",
-			file, cfg.Tokens.Header, l.Addr.Local, cfg.RecipientDelimiter[:min(1, len(cfg.RecipientDelimiter))], l.Addr.Domain)
+		fmt.Fprintf(out, "send with %s attached, or the header \"%s: <token>\"", file, cfg.Tokens.Header)
+		// recipient_delimiter = "" turns the subaddress carrier off.
+		if d := cfg.RecipientDelimiter; d != "" {
+			fmt.Fprintf(out, ", or to %s%s<token>@%s", l.Addr.Local, d[:1], l.Addr.Domain)
+		}
+		fmt.Fprintln(out)
 		return exitOK
 	})
 }

@@ -1,0 +1,173 @@
+package milter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync/atomic"
+	"time"
+
+	gomilter "github.com/d--j/go-milter"
+
+	"github.com/restrictedmail/restrictedmail/config"
+	"github.com/restrictedmail/restrictedmail/policy"
+)
+
+// Options configure a Server.
+type Options struct {
+	// Config returns the current configuration; it is called once per
+	// message (at MAIL FROM) so that a reload (SIGHUP) takes effect for the
+	// next message without cutting connections.
+	Config func() *config.Config
+	Tokens policy.Tokens // the store (*store.DB satisfies it)
+	Logger *slog.Logger
+	Now    func() time.Time // nil: time.Now
+}
+
+// Server is the milter server. Create it with New.
+type Server struct {
+	opts Options
+	log  *slog.Logger
+	now  func() time.Time
+	srv  *gomilter.Server
+
+	// waitTimeout bounds how long end of message waits for the body scan.
+	waitTimeout time.Duration
+	// storeTimeout bounds one token lookup.
+	storeTimeout time.Duration
+	// tempFail is the 451 4.3.0 reply, built once so that the panic path
+	// needs no formatting.
+	tempFail *gomilter.Response
+
+	// idx is the restricted-address index of the configuration seen last;
+	// it is rebuilt when Options.Config returns another configuration.
+	idx atomic.Pointer[index]
+}
+
+// protocol is what the milter asks the MTA for: skip the events it never
+// needs (connect, HELO, unknown commands) and do not wait for the replies
+// that never vary (MAIL FROM, each header, each body chunk). The reply
+// flags of the skipped events are asked for too, for an MTA that sends the
+// event anyway. RCPT, DATA, end of headers and end of message keep their
+// replies: those are where the milter decides.
+const protocol = gomilter.OptNoConnect | gomilter.OptNoHelo | gomilter.OptNoUnknown |
+	gomilter.OptNoConnReply | gomilter.OptNoHeloReply | gomilter.OptNoUnknownReply |
+	gomilter.OptNoMailReply | gomilter.OptNoHeaderReply | gomilter.OptNoBodyReply
+
+// actions is the only action flag the milter asks for. It modifies no
+// message; SMFIF_SETSYMLIST lets it name the macros it wants (the queue id).
+const actions = gomilter.OptSetMacros
+
+// storeTimeoutMax keeps a token lookup below Postfix's
+// milter_command_timeout (30s), so that a hung store gets our 451 rather
+// than Postfix's milter_default_action.
+const storeTimeoutMax = 20 * time.Second
+
+// New returns a server for opts. The read and write timeouts are taken from
+// Config().Milter now; a reload does not change them. Options.Config is
+// required (New panics without it, like a wiring mistake should); a nil
+// Tokens makes every token check a temporary failure.
+func New(opts Options) *Server {
+	if opts.Config == nil {
+		panic("milter.New: Options.Config is nil")
+	}
+	s := &Server{opts: opts, log: opts.Logger, now: opts.Now}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	cfg := opts.Config()
+	if cfg == nil {
+		cfg = config.Default()
+	}
+	readTimeout, writeTimeout := cfg.Milter.ReadTimeout.D(), cfg.Milter.WriteTimeout.D()
+	s.waitTimeout = readTimeout
+	if s.waitTimeout <= 0 {
+		s.waitTimeout = config.Default().Milter.ReadTimeout.D()
+	}
+	s.storeTimeout = min(s.waitTimeout, storeTimeoutMax)
+	s.tempFail = s.reply(policy.Verdict{Reason: policy.TempFail})
+
+	// Postfix gives the queue id from the first accepted RCPT on (from MAIL
+	// FROM with smtpd_delay_open_until_valid_rcpt = no). Naming a macro per
+	// stage also replaces Postfix's longer default lists, which the
+	// ordinary path would otherwise receive and decode for nothing.
+	queueID := []gomilter.MacroName{gomilter.MacroQueueId}
+	s.srv = gomilter.NewServer(
+		gomilter.WithDynamicMilter(func(uint32, gomilter.OptAction, gomilter.OptProtocol, gomilter.DataSize) gomilter.Milter {
+			return &session{srv: s}
+		}),
+		gomilter.WithActions(actions),
+		gomilter.WithProtocols(protocol),
+		gomilter.WithNegotiationCallback(negotiate),
+		gomilter.WithMacroRequest(gomilter.StageMail, queueID),
+		gomilter.WithMacroRequest(gomilter.StageRcpt, queueID),
+		gomilter.WithMacroRequest(gomilter.StageData, queueID),
+		gomilter.WithMacroRequest(gomilter.StageEOH, queueID),
+		gomilter.WithMacroRequest(gomilter.StageEOM, queueID),
+		gomilter.WithReadTimeout(readTimeout),
+		gomilter.WithWriteTimeout(writeTimeout),
+	)
+	return s
+}
+
+// Serve accepts MTA connections on ln until Shutdown. It returns nil after
+// Shutdown, and the listener's error otherwise.
+func (s *Server) Serve(ln net.Listener) error {
+	err := s.srv.Serve(ln)
+	if errors.Is(err, gomilter.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops accepting connections and waits until the MTA has closed
+// the open ones or ctx ends; then it closes them.
+func (s *Server) Shutdown(ctx context.Context) error {
+	return s.srv.Shutdown(ctx)
+}
+
+// negotiate keeps what the MTA offers of what the milter asks for. go-milter's
+// own negotiation fails the connection when a flag is not offered; an MTA
+// that cannot skip an event or a reply just costs a little more.
+func negotiate(mtaVersion, milterVersion uint32, mtaActions, milterActions gomilter.OptAction, mtaProtocol, milterProtocol gomilter.OptProtocol, _ gomilter.DataSize) (uint32, gomilter.OptAction, gomilter.OptProtocol, gomilter.DataSize, error) {
+	if mtaVersion < 2 {
+		return 0, 0, 0, 0, fmt.Errorf("milter: MTA speaks milter protocol version %d; at least 2 is needed", mtaVersion)
+	}
+	// 64 KiB chunks bound what one body packet costs, whatever the MTA offers.
+	return min(mtaVersion, milterVersion), milterActions & mtaActions, milterProtocol & mtaProtocol, gomilter.DataSize64K, nil
+}
+
+// indexFor returns the restricted-address index of cfg, building it when
+// the configuration changed (a reload) since the last message.
+func (s *Server) indexFor(cfg *config.Config) *index {
+	if x := s.idx.Load(); x != nil && x.cfg == cfg {
+		return x
+	}
+	x := newIndex(cfg)
+	s.idx.Store(x)
+	return x
+}
+
+// reply turns a verdict into the milter response, in this one place:
+// accept for a pass, else the verdict's SMTP reply with its enhanced code at
+// the start of the text, as go-milter expects.
+func (s *Server) reply(v policy.Verdict) *gomilter.Response {
+	if v.OK() {
+		return gomilter.RespAccept
+	}
+	r := v.Reply()
+	resp, err := gomilter.RejectWithCodeAndReason(uint16(r.Code),
+		fmt.Sprintf("%d.%d.%d %s", r.Enhanced[0], r.Enhanced[1], r.Enhanced[2], r.Text))
+	if err != nil {
+		// Cannot happen with policy's replies; a bare temporary failure is
+		// still never an accept.
+		s.log.Error("milter: building reply", "reason", v.Reason.String(), "error", err)
+		return gomilter.RespTempFail
+	}
+	return resp
+}

@@ -1,0 +1,234 @@
+package milter
+
+import (
+	"errors"
+	"fmt"
+	"runtime/debug"
+
+	gomilter "github.com/d--j/go-milter"
+
+	"github.com/restrictedmail/restrictedmail/address"
+	"github.com/restrictedmail/restrictedmail/policy"
+	"github.com/restrictedmail/restrictedmail/token"
+)
+
+var errNoConfig = errors.New("no configuration")
+
+// session is the milter of one MTA connection. go-milter calls its methods
+// one at a time, in protocol order, so it needs no lock. Every callback
+// answers with a response, never an error: an error would cut the
+// connection and leave the message to Postfix's milter_default_action.
+type session struct {
+	srv *Server
+	msg message
+}
+
+var _ gomilter.Milter = (*session)(nil)
+
+func (c *session) NewConnection(gomilter.Modifier) error { return nil }
+
+// Connect, Helo and Unknown are negotiated away; an MTA that sends them
+// anyway gets "continue".
+func (c *session) Connect(string, string, uint16, string, gomilter.Modifier) (*gomilter.Response, error) {
+	return gomilter.RespContinue, nil
+}
+
+func (c *session) Helo(string, gomilter.Modifier) (*gomilter.Response, error) {
+	return gomilter.RespContinue, nil
+}
+
+func (c *session) Unknown(string, gomilter.Modifier) (*gomilter.Response, error) {
+	return gomilter.RespContinue, nil
+}
+
+// MailFrom starts a message: it takes the configuration for the whole
+// message (a reload applies from the next one) and keeps the sender unparsed
+// until a restricted recipient needs it.
+func (c *session) MailFrom(from, _ string, _ gomilter.Modifier) (resp *gomilter.Response, _ error) {
+	defer c.recover("mail", &resp)
+	c.msg.reset()
+	c.begin(from)
+	return gomilter.RespContinue, nil
+}
+
+func (c *session) begin(from string) {
+	cfg := c.srv.opts.Config()
+	if cfg == nil {
+		c.msg.fail(errNoConfig)
+		return
+	}
+	c.msg.cfg, c.msg.idx, c.msg.from = cfg, c.srv.indexFor(cfg), from
+	c.msg.finder = token.Finder{Prefix: cfg.Tokens.Prefix, Header: cfg.Tokens.Header}
+}
+
+// RcptTo lets every recipient through with "continue" except a restricted
+// recipient whose subaddress token is bad. It never accepts: in Postfix an
+// accept here would end the milter's part in the whole transaction, and a
+// later restricted recipient would pass unchecked.
+func (c *session) RcptTo(rcpt, _ string, m gomilter.Modifier) (resp *gomilter.Response, _ error) {
+	defer c.recover("rcpt", &resp)
+	msg := &c.msg
+	if msg.cfg == nil && !msg.failed {
+		c.begin("") // an MTA that did not send MAIL FROM
+	}
+	if msg.failed {
+		return c.srv.tempFail, nil
+	}
+	if msg.idx.mayBeRestricted(rcpt) {
+		if r := c.restrictedRcpt(rcpt, m); r != nil {
+			return r, nil
+		}
+	}
+	msg.rcpts++
+	return gomilter.RespContinue, nil
+}
+
+// restrictedRcpt handles a recipient that may be restricted. It returns the
+// rejection of the recipient, or nil to let it through.
+func (c *session) restrictedRcpt(rcpt string, m gomilter.Modifier) *gomilter.Response {
+	msg := &c.msg
+	a, err := address.Parse(rcpt)
+	if err != nil {
+		return nil
+	}
+	l, _ := msg.cfg.ListFor(a)
+	if l == nil {
+		return nil
+	}
+	msg.noteQueueID(m)
+	_, tok := token.Subaddress(a, msg.cfg.RecipientDelimiter)
+	if tok == "" {
+		msg.add(l)
+		return nil
+	}
+	v := c.check(l, tok, nil)
+	switch {
+	case v.OK():
+		st := msg.add(l)
+		st.satisfied, st.carrier = true, token.CarrierSubaddress
+	case v.Reason == policy.WrongSender:
+		// The binding may still match the From header: decide at its end.
+		if st := msg.add(l); !st.satisfied && st.deferredToken == "" {
+			st.deferredToken = tok
+		}
+	default:
+		c.logVerdict("rcpt", v)
+		return c.srv.reply(v)
+	}
+	return nil
+}
+
+// Data is the first point at which every recipient is known: a message
+// without a restricted recipient is accepted here and its content never
+// reaches the milter.
+func (c *session) Data(m gomilter.Modifier) (resp *gomilter.Response, _ error) {
+	defer c.recover("data", &resp)
+	msg := &c.msg
+	switch {
+	case msg.failed:
+		return c.final("data", c.tempFailVerdict()), nil
+	case !msg.restricted():
+		msg.reset()
+		return gomilter.RespAccept, nil
+	}
+	msg.noteQueueID(m)
+	return gomilter.RespContinue, nil
+}
+
+// Header collects what the decision needs; its reply is negotiated away.
+func (c *session) Header(name, value string, _ gomilter.Modifier) (resp *gomilter.Response, _ error) {
+	defer c.recover("header", &resp)
+	if !c.msg.failed && c.msg.restricted() {
+		c.msg.header(name, value)
+	}
+	return gomilter.RespContinue, nil
+}
+
+// Headers (end of headers) decides when it can, else starts the body scan.
+func (c *session) Headers(m gomilter.Modifier) (resp *gomilter.Response, _ error) {
+	defer c.recover("eoh", &resp)
+	msg := &c.msg
+	switch {
+	case msg.failed:
+		return c.final("eoh", c.tempFailVerdict()), nil
+	case !msg.restricted():
+		msg.reset()
+		return gomilter.RespAccept, nil
+	}
+	msg.noteQueueID(m)
+	return c.endOfHeaders(), nil
+}
+
+// BodyChunk feeds the body scan; its reply is negotiated away.
+func (c *session) BodyChunk(chunk []byte, _ gomilter.Modifier) (resp *gomilter.Response, _ error) {
+	defer c.recover("body", &resp)
+	if c.msg.body != nil {
+		c.msg.body.write(chunk)
+	}
+	return gomilter.RespContinue, nil
+}
+
+// EndOfMessage takes the last decision of a restricted message.
+func (c *session) EndOfMessage(m gomilter.Modifier) (resp *gomilter.Response, _ error) {
+	defer c.recover("eom", &resp)
+	msg := &c.msg
+	msg.noteQueueID(m)
+	switch {
+	case msg.failed:
+		return c.final("eom", c.tempFailVerdict()), nil
+	case !msg.restricted():
+		msg.reset()
+		return gomilter.RespAccept, nil
+	}
+	return c.endOfMessage(), nil
+}
+
+func (c *session) Abort(gomilter.Modifier) (err error) {
+	defer c.recover("abort", nil)
+	c.msg.reset()
+	return nil
+}
+
+func (c *session) Cleanup(gomilter.Modifier) {
+	defer c.recover("cleanup", nil)
+	c.msg.reset()
+}
+
+// recover turns a panic in a callback into a temporary failure, so that a
+// bug costs one message a retry, never an unchecked accept or the process.
+// Where the MTA waits for the answer (RCPT, DATA, end of headers, end of
+// message) the answer is the 451; elsewhere the message is marked failed
+// and the next answer is the 451.
+func (c *session) recover(stage string, resp **gomilter.Response) {
+	r := recover()
+	if r == nil {
+		return
+	}
+	c.srv.log.Error("milter: recovered from a panic; answering with a temporary failure",
+		"stage", stage, "queue_id", c.msg.qid, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+	if resp != nil {
+		*resp = c.srv.tempFail
+	}
+	switch stage {
+	case "rcpt":
+		// Only this recipient is refused, for now.
+	case "data", "eoh", "eom":
+		c.msg.reset() // the 451 ends the message
+	case "mail", "header", "body":
+		c.msg.fail(fmt.Errorf("panic in the %s callback: %v", stage, r))
+	default:
+		// Abort, cleanup: start afresh. Closing the pipe (without waiting)
+		// still ends a body scan's goroutine.
+		if c.msg.body != nil {
+			c.msg.body.pw.CloseWithError(errScanAborted)
+		}
+		c.msg = message{}
+	}
+}
+
+// noteQueueID remembers the queue id for the log, once the MTA gives it.
+func (m *message) noteQueueID(mod gomilter.Modifier) {
+	if q := mod.Get(gomilter.MacroQueueId); q != "" {
+		m.qid = q
+	}
+}

@@ -1,0 +1,298 @@
+// Package rewrite produces the copy of a message that a restricted list
+// redistributes: the author moved to Reply-To and the list in From (so that
+// the copy passes DMARC, RFC 7489 §5 / RFC 6377), the trace and
+// authentication fields of the original hop removed, list fields added
+// (RFC 2369, RFC 2919), every token carrier removed, and a DKIM signature of
+// the list's domain made over the result.
+//
+// The rewrite streams: the header is read with mailheader (every kept field
+// keeps its raw bytes) and rebuilt through go-message's textproto; the body
+// is copied as received, except for token parts, which token.Finder drops
+// byte-exactly. Line endings are normalised to CRLF, as they travel on the
+// wire and as DKIM signs them.
+package rewrite
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"mime"
+	"net/mail"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-message/charset"
+	"github.com/emersion/go-message/textproto"
+
+	"github.com/restrictedmail/restrictedmail/address"
+	"github.com/restrictedmail/restrictedmail/config"
+	"github.com/restrictedmail/restrictedmail/mailheader"
+	"github.com/restrictedmail/restrictedmail/policy"
+	"github.com/restrictedmail/restrictedmail/token"
+)
+
+// Copy describes the copy to produce for one delivery.
+type Copy struct {
+	List       *config.List
+	Lists      []address.Address // every restricted address; their subaddress tokens are scrubbed
+	Delimiter  string            // recipient_delimiter
+	HideSender bool              // the list's or the token's choice
+	Finder     token.Finder      // token-file prefix and token header
+	Token      string            // the token used, scrubbed wherever it still appears in the header
+	// MessageID and Date are used when the message has none. They must be
+	// the same on every hand-over of a delivery, so that recipients reached
+	// on a retry get the same copy as the others.
+	MessageID string
+	Date      time.Time
+	Key       *config.DKIM // nil: the copy is not signed
+}
+
+// Result describes a written copy.
+type Result struct {
+	// Signature is the DKIM-Signature field (with its CRLF) to put in
+	// front of the copy; "" when unsigned.
+	Signature    string
+	RemovedParts int   // token parts removed from the body
+	Size         int64 // bytes written, without the signature
+}
+
+// Write reads the received message from r and writes the copy to w.
+func Write(w io.Writer, r io.Reader, c Copy) (Result, error) {
+	var res Result
+	sink := w
+	var signer *dkimSigner
+	if c.Key != nil {
+		s, err := newSigner(c.Key)
+		if err != nil {
+			return res, err
+		}
+		signer = &dkimSigner{s: s}
+		// The signer runs a goroutine until it is closed, also on error.
+		defer signer.close()
+		sink = io.MultiWriter(w, s)
+	}
+	// Normalise before the split, so that the file and the signer see the
+	// same bytes.
+	out := &crlfWriter{w: sink}
+	br := bufio.NewReaderSize(r, 64<<10)
+	h, err := mailheader.Read(br)
+	if err != nil {
+		return res, fmt.Errorf("reading the received message: %w", err)
+	}
+	nh := c.header(&h)
+	if err := textproto.WriteHeader(out, nh); err != nil {
+		return res, fmt.Errorf("writing the copy's header: %w", err)
+	}
+	if res.RemovedParts, err = c.body(out, h.Get("Content-Type"), br); err != nil {
+		return res, err
+	}
+	res.Size = out.n
+	if signer != nil {
+		if res.Signature, err = signer.finish(); err != nil {
+			return res, fmt.Errorf("signing the copy for %s: %w", c.Key.Domain, err)
+		}
+	}
+	return res, nil
+}
+
+func (c *Copy) body(out io.Writer, contentType string, br *bufio.Reader) (int, error) {
+	_, removed, err := c.Finder.StripParts(out, contentType, br)
+	if err != nil {
+		return removed, fmt.Errorf("copying the body: %w", err)
+	}
+	return removed, nil
+}
+
+// header returns the copy's header: the kept fields of h in their order
+// and bytes (scrubbed of tokens), under the fields the list adds.
+func (c *Copy) header(h *textproto.Header) textproto.Header {
+	from := parseFrom(h.Get("From"))
+	hadReplyTo := h.Has("Reply-To")
+	hadMessageID := h.Has("Message-Id")
+	hadDate := h.Has("Date")
+
+	var kept [][]byte
+	for f := h.Fields(); f.Next(); {
+		if c.drop(f.Key()) {
+			continue
+		}
+		raw, err := f.Raw()
+		if err != nil {
+			continue
+		}
+		kept = append(kept, c.scrub(raw))
+	}
+	var nh textproto.Header
+	// AddRaw and Add put a field at the top: add bottom to top.
+	for i := len(kept) - 1; i >= 0; i-- {
+		nh.AddRaw(kept[i])
+	}
+	if !hadDate {
+		nh.Add("Date", c.Date.Format(time.RFC1123Z))
+	}
+	if !hadMessageID {
+		nh.Add("Message-Id", c.MessageID)
+	}
+	nh.Add(policy.LoopHeader, c.List.Addr.String())
+	nh.Add("Precedence", "list")
+	// RFC 2369 §3.4: "NO" marks a list that its readers cannot post to.
+	nh.Add("List-Post", "NO")
+	nh.Add("List-Id", formatAddress(c.List.Name, c.List.ID()))
+	if !c.HideSender && len(from) > 0 && !hadReplyTo {
+		nh.Add("Reply-To", formatList(from))
+	}
+	nh.Add("From", c.fromField(from))
+	return nh
+}
+
+// fromField is the new From: the list's address under the author's name,
+// or the list's name alone when the sender is hidden.
+func (c *Copy) fromField(from []*mail.Address) string {
+	name := c.List.Name
+	if !c.HideSender && len(from) > 0 {
+		author := from[0].Name
+		if author == "" {
+			author = from[0].Address
+		}
+		name = author + " via " + c.List.Name
+	}
+	return (&mail.Address{Name: name, Address: c.List.Addr.String()}).String()
+}
+
+// dropped are the fields of the received message that do not belong in the
+// copy: the previous hop's trace and authentication results (they would be
+// wrong for the copy, and DKIM/ARC signatures would fail), requests aimed at
+// the original recipient, the token header, and the fields the list sets
+// itself. Names are canonical MIME keys.
+var dropped = map[string]bool{
+	"Received": true, "Return-Path": true, "Dkim-Signature": true,
+	"Authentication-Results": true, "Received-Spf": true, "Domainkey-Signature": true,
+	"Delivered-To": true, "X-Original-To": true, "Bcc": true,
+	"Disposition-Notification-To": true, "Return-Receipt-To": true, "X-Confirm-Reading-To": true,
+	"Precedence": true, "Sender": true, "Errors-To": true, "From": true,
+}
+
+// hiddenDropped also go when the sender is hidden: they name the author.
+var hiddenDropped = map[string]bool{
+	"Reply-To": true, "X-Sender": true, "X-Original-From": true, "X-Original-Sender": true,
+	"X-Originating-Ip": true, "X-Authenticated-Sender": true,
+}
+
+func (c *Copy) drop(key string) bool {
+	switch {
+	case dropped[key]:
+		return true
+	case strings.HasPrefix(key, "Arc-"), strings.HasPrefix(key, "List-"):
+		return true
+	case strings.EqualFold(key, c.Finder.Header):
+		return true
+	case c.HideSender && hiddenDropped[key]:
+		return true
+	}
+	return false
+}
+
+// scrub removes tokens from a kept field: restricted addresses written with
+// a subaddress lose it (To: board+TOKEN@example.org), and the token used, if
+// it appears anywhere else, is blanked out.
+func (c *Copy) scrub(raw []byte) []byte {
+	raw = scrubSubaddresses(raw, c.Lists, c.Delimiter)
+	if c.Token != "" {
+		raw = replaceFold(raw, []byte(c.Token), []byte("[token removed]"))
+	}
+	return raw
+}
+
+// parseFrom reads the author's addresses, decoding RFC 2047 names in any
+// charset go-message knows. A From that cannot be parsed yields none: the
+// copy is then sent as from the list alone.
+func parseFrom(v string) []*mail.Address {
+	p := mail.AddressParser{WordDecoder: &mime.WordDecoder{CharsetReader: charset.Reader}}
+	list, err := p.ParseList(v)
+	if err != nil {
+		return nil
+	}
+	return list
+}
+
+func formatList(as []*mail.Address) string {
+	parts := make([]string, len(as))
+	for i, a := range as {
+		parts[i] = a.String()
+	}
+	return strings.Join(parts, ", ")
+}
+
+// formatAddress writes "phrase <id>" with the phrase quoted or RFC 2047
+// encoded as needed; net/mail's formatter does both.
+func formatAddress(name, id string) string {
+	s := (&mail.Address{Name: name, Address: "x@x"}).String()
+	return strings.TrimSuffix(s, "<x@x>") + "<" + id + ">"
+}
+
+// scrubSubaddresses turns local+ext@domain into local@domain wherever the
+// base is a restricted address and ext is a token-like word.
+func scrubSubaddresses(raw []byte, lists []address.Address, delim string) []byte {
+	if delim == "" || len(lists) == 0 || bytes.IndexByte(raw, '@') < 0 {
+		return raw
+	}
+	lower := bytes.ToLower(raw)
+	for _, l := range lists {
+		local := strings.ToLower(l.Local)
+		tail := []byte("@" + l.Domain)
+		for from := 0; ; {
+			at := bytes.Index(lower[from:], tail)
+			if at < 0 {
+				break
+			}
+			at += from
+			from = at + len(tail)
+			// Walk back over the extension, then the delimiter, then the local part.
+			e := at
+			for e > 0 && isTokenByte(lower[e-1]) {
+				e--
+			}
+			if e == at || e == 0 || !strings.ContainsRune(delim, rune(lower[e-1])) {
+				continue
+			}
+			s := e - 1 - len(local)
+			if s < 0 || string(lower[s:e-1]) != local || (s > 0 && isAtext(lower[s-1])) {
+				continue
+			}
+			cut := at - (e - 1)
+			raw = append(raw[:e-1], raw[at:]...)
+			lower = append(lower[:e-1], lower[at:]...)
+			from -= cut
+		}
+	}
+	return raw
+}
+
+func isTokenByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_'
+}
+
+func isAtext(c byte) bool {
+	return isTokenByte(c) || c >= 0x80 || strings.IndexByte("!#$%&'*+/=?^`{|}~.", c) >= 0
+}
+
+// replaceFold replaces every case-insensitive occurrence of old in b.
+func replaceFold(b, old, new []byte) []byte {
+	if len(old) == 0 {
+		return b
+	}
+	lb, lo := bytes.ToLower(b), bytes.ToLower(old)
+	if !bytes.Contains(lb, lo) {
+		return b
+	}
+	var out []byte
+	for {
+		i := bytes.Index(lb, lo)
+		if i < 0 {
+			return append(out, b...)
+		}
+		out = append(append(out, b[:i]...), new...)
+		b, lb = b[i+len(old):], lb[i+len(old):]
+	}
+}
