@@ -26,9 +26,9 @@ vet:
 	$(GO) vet ./...
 
 fuzz:
-	$(GO) test -run=NONE -fuzz='^FuzzFind$$' -fuzztime=$(FUZZTIME) ./token
-	$(GO) test -run=NONE -fuzz='^FuzzReadHeader$$' -fuzztime=$(FUZZTIME) ./mailheader
-	$(GO) test -run=NONE -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./address
+	$(GO) test -run=NONE -fuzz='^FuzzFind$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=5s ./token
+	$(GO) test -run=NONE -fuzz='^FuzzReadHeader$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=5s ./mailheader
+	$(GO) test -run=NONE -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=5s ./address
 
 run:
 	$(GO) run ./cmd/restrictedmail demo

@@ -3,15 +3,18 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/restrictedmail/restrictedmail/address"
 	"github.com/restrictedmail/restrictedmail/config"
+	"github.com/restrictedmail/restrictedmail/policy"
 	"github.com/restrictedmail/restrictedmail/store"
 	"github.com/restrictedmail/restrictedmail/token"
 )
@@ -88,24 +91,51 @@ func runTokenIssue(ctx context.Context, args []string, out, errOut io.Writer) in
 	if *list == "" {
 		return usageErr(fs, "--list is required")
 	}
-	return withStore(ctx, *path, errOut, func(cfg *config.Config, db *store.DB) int {
-		rec, err := newRecord(cfg, *list, *sender, *ttl, *uses, rcpts, *hide, time.Now())
-		if err != nil {
-			fmt.Fprintf(errOut, "restrictedmail token issue: %v\n", err)
-			return exitFailure
+	fail := func(format string, args ...any) int {
+		fmt.Fprintf(errOut, "restrictedmail token issue: "+format+"\n", args...)
+		return exitFailure
+	}
+	req := policy.IssueRequest{List: *list, Sender: *sender, Uses: *uses, Recipients: rcpts, HideSender: *hide}
+	if flagSet(fs, "uses") && *uses < 1 {
+		return fail("--uses must be at least 1, not %d", *uses)
+	}
+	if *ttl != "" {
+		var d config.Duration
+		if err := d.UnmarshalText([]byte(*ttl)); err != nil {
+			return fail("--ttl: %v", err)
 		}
-		tok := token.Generate()
-		rec.Hash = token.HashOf(tok)
+		v := d.D()
+		req.TTL = &v
+	}
+	return withStore(ctx, *path, errOut, func(cfg *config.Config, db *store.DB) int {
+		tok, rec, err := policy.NewToken(cfg, req, time.Now())
+		var ie *policy.IssueError
+		if errors.As(err, &ie) {
+			return fail("--%s %s", ie.Field, ie.Msg)
+		}
+		if err != nil {
+			return fail("%v", err)
+		}
+		// Issue atomically: the token file is written aside first, the
+		// token stored, then the file put in place. A failure leaves no
+		// token without a file and no file without a token.
+		var tmp string
 		if *outFile != "" {
-			// Write the file first: a token nobody can attach is worthless.
-			if err := os.WriteFile(*outFile, token.FileContent(cfg.Tokens.Prefix, tok), 0o600); err != nil {
-				fmt.Fprintf(errOut, "restrictedmail token issue: writing token file: %v\n", err)
-				return exitFailure
+			if tmp, err = writeTemp(*outFile, token.FileContent(cfg.Tokens.Prefix, tok)); err != nil {
+				return fail("writing the token file: %v", err)
 			}
+			defer os.Remove(tmp)
 		}
 		if err := db.AddToken(ctx, rec); err != nil {
-			fmt.Fprintf(errOut, "restrictedmail token issue: %v\n", err)
-			return exitFailure
+			return fail("%v", err)
+		}
+		if tmp != "" {
+			if err := os.Rename(tmp, *outFile); err != nil {
+				if rerr := db.RevokeToken(ctx, rec.ID); rerr != nil {
+					return fail("writing the token file: %v; revoking token %s failed too: %v", err, rec.ID, rerr)
+				}
+				return fail("writing the token file: %v (token %s revoked)", err, rec.ID)
+			}
 		}
 		fmt.Fprintln(out, tok)
 		l := cfg.List(address.MustParse(rec.List))
@@ -124,59 +154,27 @@ func runTokenIssue(ctx context.Context, args []string, out, errOut io.Writer) in
 	})
 }
 
-// newRecord builds the record of a new token from the flags of `token issue`.
-func newRecord(cfg *config.Config, listAddr, sender, ttl string, uses int, rcpts []string, hide bool, now time.Time) (token.Record, error) {
-	la, err := address.Parse(listAddr)
+// writeTemp writes content to a new file beside name, readable by its
+// owner only, and returns the new file's path.
+func writeTemp(name string, content []byte) (string, error) {
+	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".*")
 	if err != nil {
-		return token.Record{}, fmt.Errorf("--list %q: %v", listAddr, err)
+		return "", err
 	}
-	l := cfg.List(la)
-	if l == nil {
-		return token.Record{}, fmt.Errorf("--list %s is not a restricted address in %s", la, cfg.File)
+	_, werr := f.Write(content)
+	cerr := f.Close()
+	if err := errors.Join(werr, cerr); err != nil {
+		os.Remove(f.Name())
+		return "", err
 	}
-	rec := token.Record{
-		ID:          token.NewID(),
-		List:        l.Addr.Key(),
-		Created:     now.UTC().Truncate(time.Second),
-		UsesAllowed: cfg.Tokens.DefaultUses,
-		HideSender:  hide,
-	}
-	if sender != "" {
-		s, err := address.Parse(sender)
-		if err != nil {
-			return token.Record{}, fmt.Errorf("--sender %q: %v", sender, err)
-		}
-		rec.Sender = s.Key()
-	}
-	if uses != 0 {
-		if uses < 0 {
-			return token.Record{}, fmt.Errorf("--uses must be at least 1, not %d", uses)
-		}
-		rec.UsesAllowed = uses
-	}
-	d := cfg.Tokens.DefaultTTL
-	if ttl != "" {
-		if err := d.UnmarshalText([]byte(ttl)); err != nil {
-			return token.Record{}, fmt.Errorf("--ttl: %v", err)
-		}
-	}
-	if d > 0 {
-		rec.Expires = rec.Created.Add(d.D())
-	}
-	for _, r := range rcpts {
-		a, err := address.Parse(r)
-		if err != nil {
-			return token.Record{}, fmt.Errorf("--recipient %q: %v", r, err)
-		}
-		if a.Equal(l.Addr) {
-			return token.Record{}, fmt.Errorf("--recipient %s is the list itself; it would loop", a)
-		}
-		rec.Recipients = append(rec.Recipients, a.String())
-	}
-	if len(rec.Recipients) == 0 && len(l.Members) == 0 {
-		return token.Record{}, fmt.Errorf("%s has no default recipients: name them with --recipient", l.Addr)
-	}
-	return rec, nil
+	return f.Name(), nil
+}
+
+// flagSet reports whether the flag name was given on the command line.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 func expiryText(t time.Time) string {

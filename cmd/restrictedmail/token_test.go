@@ -192,13 +192,13 @@ func TestTokenIssueErrors(t *testing.T) {
 	}{
 		{[]string{"--list", "nobody@example.org"}, exitFailure, "is not a restricted address"},
 		{[]string{"--list", "not an address"}, exitFailure, "--list"},
-		{[]string{"--list", "events@example.org"}, exitFailure, "has no default recipients: name them with --recipient"},
+		{[]string{"--list", "events@example.org"}, exitFailure, "--recipient is required: events@example.org has no default recipients"},
 		{[]string{"--list", "board@example.org", "--sender", "bad@"}, exitFailure, "--sender"},
 		{[]string{"--list", "board@example.org", "--ttl", "soon"}, exitFailure, "--ttl"},
 		{[]string{"--list", "board@example.org", "--uses", "-2"}, exitFailure, "--uses"},
 		{[]string{"--list", "board@example.org", "--recipient", "x@"}, exitFailure, "--recipient"},
 		{[]string{"--list", "board@example.org", "--recipient", "BOARD@example.org"}, exitFailure, "is the list itself"},
-		{[]string{"--list", "board@example.org", "--out", filepath.Join(cfg, "not-a-dir", "token")}, exitFailure, "writing token file"},
+		{[]string{"--list", "board@example.org", "--out", filepath.Join(cfg, "not-a-dir", "token")}, exitFailure, "writing the token file"},
 		{[]string{}, exitUsage, "--list is required"},
 		{[]string{"--list", "board@example.org", "extra"}, exitUsage, `unexpected argument "extra"`},
 		{[]string{"--list", "board@example.org", "--bogus"}, exitUsage, "flag provided but not defined: -bogus"},
@@ -358,5 +358,24 @@ func TestTokenIssueWithoutSubaddress(t *testing.T) {
 	}
 	if !strings.Contains(out, "X-Restricted-Token: <token>") {
 		t.Errorf("output:\n%s", out)
+	}
+}
+
+// TestTokenFileReplacesWiderMode: --out over an existing world-readable
+// file leaves a file only its owner can read, holding the new token.
+func TestTokenFileReplacesWiderMode(t *testing.T) {
+	t.Parallel()
+	cfg := setup(t, testConfig)
+	file := filepath.Join(t.TempDir(), "token.txt")
+	if err := os.WriteFile(file, []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := issue(t, "--config", cfg, "--list", "board@example.org", "--out", file)
+	data, err := os.ReadFile(file)
+	if err != nil || string(data) != "RMTOKEN"+tok+"\n" {
+		t.Fatalf("token file %q, %v", data, err)
+	}
+	if fi, _ := os.Stat(file); fi.Mode().Perm() != 0o600 {
+		t.Errorf("token file mode %#o, want 0600", fi.Mode().Perm())
 	}
 }
