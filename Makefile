@@ -29,6 +29,7 @@ fuzz:
 	$(GO) test -run=NONE -fuzz='^FuzzFind$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=5s ./token
 	$(GO) test -run=NONE -fuzz='^FuzzReadHeader$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=5s ./mailheader
 	$(GO) test -run=NONE -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=5s ./address
+	$(GO) test -run=NONE -fuzz='^FuzzIndexAgreesWithListFor$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=5s ./milter
 
 run:
 	$(GO) run ./cmd/restrictedmail demo
