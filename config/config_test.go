@@ -431,3 +431,20 @@ hide_sender = "no"
 		}
 	}
 }
+
+// TestCheckTwice: validating a configuration again (a reload re-checks,
+// tests copy configs) derives the same members, not twice as many.
+func TestCheckTwice(t *testing.T) {
+	t.Parallel()
+	cfg := Default()
+	cfg.File = filepath.Join(t.TempDir(), "rm.toml")
+	cfg.Lists = []List{{Address: "board@example.org", Recipients: []string{"a@example.net", "b@example.net"}, BounceAddress: "bb@example.org"}}
+	for i := 0; i < 2; i++ {
+		if p := Check(cfg); p.HasErrors() {
+			t.Fatal(p.Error())
+		}
+	}
+	if n := len(cfg.Lists[0].Members); n != 2 {
+		t.Errorf("%d members after two checks, want 2", n)
+	}
+}

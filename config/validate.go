@@ -336,6 +336,7 @@ func validListID(s string) bool {
 
 // members reads recipients and recipients_file into l.Members.
 func (v *validator) members(key string, l *List) {
+	l.Members = nil // derived anew, so that checking a config twice is harmless
 	seen := map[string]bool{}
 	add := func(k, where, s string) {
 		a, err := address.Parse(s)

@@ -153,12 +153,7 @@ func (s *Server) begin(ctx context.Context, cfg *config.Config, env envelope, sp
 
 func (s *Server) record(ctx context.Context, env envelope, g *group, rec *token.Record, o *outcome) (store.Delivery, bool) {
 	o.tokenID = rec.ID
-	rcpts := rec.Recipients
-	if len(rcpts) == 0 {
-		for _, m := range g.list.Members {
-			rcpts = append(rcpts, m.String())
-		}
-	}
+	rcpts := recipientsOf(g.list, rec)
 	if len(rcpts) == 0 {
 		// Possible only when a reload emptied the list after the token was
 		// issued: keep the message queued until the list is fixed.
@@ -239,12 +234,7 @@ func (s *Server) send(ctx context.Context, cfg *config.Config, sp *spooled, d st
 	}
 	defer func() { out.Close(); os.Remove(out.Name()) }()
 	w := bufio.NewWriterSize(out, 64<<10)
-	res, err := rewrite.Write(w, sp.reader(), rewrite.Copy{
-		List: g.list, Lists: cfg.ListAddresses(), Delimiter: cfg.RecipientDelimiter,
-		HideSender: d.HideSender, Finder: cfg.Finder(), Token: tok,
-		MessageID: "<" + d.ID + "@" + cfg.Hostname + ">", Date: d.Created,
-		Key: cfg.KeyFor(g.list.Addr.Domain),
-	})
+	res, err := rewrite.Write(w, sp.reader(), copyFor(cfg, g.list, d, tok))
 	if err == nil {
 		err = w.Flush()
 	}
@@ -257,6 +247,31 @@ func (s *Server) send(ctx context.Context, cfg *config.Config, sp *spooled, d st
 	j := newJournal(ctx, s.opts.Store, d.ID, s.opts.Now, s.log)
 	s.opts.Relay().Send(ctx, g.list.Bounce.String(), pending, body, j.report)
 	return j.close()
+}
+
+// recipientsOf expands a delivery's recipients: the token's own, or else
+// the list's.
+func recipientsOf(l *config.List, rec *token.Record) []string {
+	if len(rec.Recipients) > 0 {
+		return rec.Recipients
+	}
+	rcpts := make([]string, 0, len(l.Members))
+	for _, m := range l.Members {
+		rcpts = append(rcpts, m.String())
+	}
+	return rcpts
+}
+
+// copyFor describes the copy of delivery d. Everything in it derives from
+// the journal (id, creation time, hide-sender), so that every hand-over of
+// a delivery — and a preview — produces the same copy.
+func copyFor(cfg *config.Config, l *config.List, d store.Delivery, tok string) rewrite.Copy {
+	return rewrite.Copy{
+		List: l, Lists: cfg.ListAddresses(), Delimiter: cfg.RecipientDelimiter,
+		HideSender: d.HideSender, Finder: cfg.Finder(), Token: tok,
+		MessageID: "<" + d.ID + "@" + cfg.Hostname + ">", Date: d.Created,
+		Key: cfg.KeyFor(l.Addr.Domain),
+	}
 }
 
 // readFacts reads what the policy needs from the spooled header, and

@@ -22,6 +22,8 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/restrictedmail/restrictedmail/config"
+	"github.com/restrictedmail/restrictedmail/internal/dkimtest"
+	"github.com/restrictedmail/restrictedmail/policy"
 	"github.com/restrictedmail/restrictedmail/relay"
 	"github.com/restrictedmail/restrictedmail/store"
 	"github.com/restrictedmail/restrictedmail/token"
@@ -550,4 +552,56 @@ type testWriter struct{ t *testing.T }
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
+}
+
+// TestPreviewMatchesDelivery: the dry run writes the copy a delivery sends
+// (DKIM timestamp and signature aside), names the same recipients, and
+// spends nothing.
+func TestPreviewMatchesDelivery(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	key := dkimtest.NewKey(t, "ed25519", "example.org", "rm1")
+	cfg := *e.cfg.Load()
+	cfg.DKIM = []config.DKIM{key.Config}
+	if p := config.Check(&cfg); p.HasErrors() {
+		t.Fatal(p.Error())
+	}
+	e.cfg.Store(&cfg)
+	tok := e.issue("board@example.org", nil)
+	msg := message(tok, "Date: Tue, 24 Nov 2026 10:00:00 +0000\r\n")
+
+	p, err := PreviewDelivery(context.Background(), &cfg, e.db, "alice@example.net", "board@example.org", msg, *e.now.Load())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.Verdict.OK() || p.Reply != "250 2.0.0 OK" || strings.Join(p.Recipients, ",") != strings.Join(members, ",") {
+		t.Fatalf("preview %+v", p)
+	}
+	if e.spent(tok) != 0 {
+		t.Fatalf("the preview spent the token")
+	}
+	if r, _ := e.lmtpSend("alice@example.net", []string{"board@example.org"}, msg); r["board@example.org"] != "250" {
+		t.Fatalf("delivery: %v", r)
+	}
+	sentCopy := e.relay.sends[0].body
+	dkimtest.VerifyGo(t, sentCopy, key)
+	dkimtest.VerifyGo(t, p.Copy, key)
+	if a, b := withoutDKIM(p.Copy), withoutDKIM(sentCopy); !bytes.Equal(a, b) {
+		t.Errorf("preview and delivery differ:\npreview:\n%s\nsent:\n%s", a, b)
+	}
+
+	p, err = PreviewDelivery(context.Background(), &cfg, e.db, "alice@example.net", "board@example.org", msg, *e.now.Load())
+	if err != nil || p.Verdict.Reason != policy.UsedUp || !strings.HasPrefix(p.Reply, "550 5.7.1") || p.Copy != nil {
+		t.Errorf("preview of a spent token: %+v, %v", p, err)
+	}
+}
+
+// withoutDKIM drops the DKIM-Signature field, whose t= and b= differ
+// between two signings of the same copy.
+func withoutDKIM(msg []byte) []byte {
+	i := bytes.Index(msg, []byte("\r\nFrom: "))
+	if !bytes.HasPrefix(msg, []byte("DKIM-Signature:")) || i < 0 {
+		return msg
+	}
+	return msg[i+2:]
 }

@@ -144,9 +144,11 @@ func groupByList(rs []rcpt) []*group {
 	return out
 }
 
-// spooled is a received message on disk, with the SHA-256 of its bytes.
+// spooled is a received message on disk (or, for a preview, in memory),
+// with the SHA-256 of its bytes.
 type spooled struct {
-	f    *os.File
+	f    *os.File // nil for a preview
+	r    io.ReaderAt
 	size int64
 	sum  [sha256.Size]byte
 }
@@ -162,7 +164,7 @@ func spool(dir string, r io.Reader) (*spooled, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating spool file: %w", err)
 	}
-	sp := &spooled{f: f}
+	sp := &spooled{f: f, r: f}
 	h := sha256.New()
 	n, err := io.Copy(io.MultiWriter(f, h), r)
 	if err != nil {
@@ -174,7 +176,7 @@ func spool(dir string, r io.Reader) (*spooled, error) {
 	return sp, nil
 }
 
-func (sp *spooled) reader() *io.SectionReader { return io.NewSectionReader(sp.f, 0, sp.size) }
+func (sp *spooled) reader() *io.SectionReader { return io.NewSectionReader(sp.r, 0, sp.size) }
 
 func (sp *spooled) remove() {
 	name := sp.f.Name()
