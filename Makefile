@@ -34,6 +34,11 @@ fuzz:
 run:
 	$(GO) run ./cmd/restrictedmail demo
 
+# Benchmarks side by side with Postfix and the protocol floors; prints a
+# Markdown table and writes BENCHMARKS.md (needs the test dependencies).
+bench:
+	$(GO) test -tags bench -run '^TestBenchmarks$$' -count=1 -timeout 20m -v ./bench
+
 install: build
 	install -m 0755 restrictedmail /usr/local/bin/restrictedmail
 
