@@ -1,33 +1,14 @@
 package postfixtest
 
 import (
+	"bytes"
 	"fmt"
 	"maps"
 	"net"
 	"slices"
 	"strings"
+	"testing"
 )
-
-// layout is where one instance keeps its files. Everything Postfix writes
-// (queue, pid files, master.lock, caches, the log) lives under root, so
-// instances in one test binary share nothing but the Postfix binaries.
-type layout struct {
-	root      string // 0755, so that the postfix user can enter it
-	configDir string // main.cf, master.cf
-	queueDir  string // queue_directory, including pid/master.pid
-	dataDir   string // data_directory (master.lock, caches), owned by postfix
-	maillog   string // maillog_file
-}
-
-func newLayout(root string) layout {
-	return layout{
-		root:      root,
-		configDir: root + "/etc",
-		queueDir:  root + "/spool",
-		dataDir:   root + "/data",
-		maillog:   root + "/maillog",
-	}
-}
 
 // ports are the loopback ports that the instance's smtpd services listen on.
 type ports struct {
@@ -83,8 +64,9 @@ func mainCF(l layout, hostname string, opts Options) (string, error) {
 		ps = append(ps, param{"relayhost", opts.RelayHost, "all non-transport_maps mail, DSNs included, goes to the test's capture server"})
 	} else {
 		// Without a relay host Postfix would look up MX hosts on the
-		// network; the retry transport keeps such mail deferred, with a
-		// delay_reason that says why.
+		// network. With the retry transport smtpd refuses such recipients
+		// (450), and queued mail for them (DSNs) stays deferred, both with
+		// a reason that says why.
 		const reason = "retry:4.3.5 postfixtest: Options.RelayHost is not set"
 		ps = append(ps,
 			param{"default_transport", reason, "no RelayHost: never deliver to the outside world"},
@@ -205,4 +187,22 @@ postlog    unix-dgram n  -       n       -       1       postlogd
 
 func hostPort(port int) string {
 	return net.JoinHostPort("127.0.0.1", fmt.Sprint(port))
+}
+
+// checkMainCF fails t when main.cf has a parameter that Postfix does not
+// know: a misspelt Options.MainCF key would otherwise be silently ignored.
+func (i *Instance) checkMainCF(t testing.TB) {
+	t.Helper()
+	cmd := i.command(i.bin.postconf, "-c", i.l.configDir, "-n")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if _, err := cmd.Output(); err != nil {
+		t.Fatalf("postfixtest: postconf -n: %v: %s", err, stderr.Bytes())
+	}
+	if bytes.Contains(stderr.Bytes(), []byte("unused parameter")) {
+		t.Fatalf("postfixtest: main.cf has a parameter that Postfix does not know (misspelt Options.MainCF?):\n%s", stderr.Bytes())
+	}
+	if stderr.Len() > 0 {
+		t.Logf("postfixtest: postconf -n:\n%s", stderr.Bytes())
+	}
 }

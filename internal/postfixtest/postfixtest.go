@@ -19,20 +19,14 @@
 package postfixtest
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
-	"time"
 )
 
 // installHint is how to get every tool that the end-to-end tests use.
@@ -72,8 +66,8 @@ func lookTool(name string) (string, error) {
 	return "", fmt.Errorf("%s not found", name)
 }
 
-// Options configure one instance. The zero value is a working relay for
-// example.org that defers everything (there is no relay host).
+// Options configure one instance. The zero value accepts nothing for
+// delivery: without RelayHost or Transport there is nowhere to deliver to.
 type Options struct {
 	// Milter, when set, is added to smtpd_milters, e.g. "inet:127.0.0.1:PORT".
 	Milter string
@@ -86,8 +80,9 @@ type Options struct {
 	Transport map[string]string
 	// RelayHost is where all other mail goes ("[127.0.0.1]:PORT"),
 	// typically a capture server; DSNs to senders outside RelayDomains go
-	// there too. When empty, such mail stays deferred ("Options.RelayHost
-	// is not set") instead of being looked up in DNS.
+	// there too. When empty, nothing is looked up in DNS: smtpd refuses
+	// such recipients with "450 4.3.5 ... postfixtest: Options.RelayHost is
+	// not set", and queued mail for them (DSNs) stays deferred.
 	RelayHost string
 	// RelayDomains are the domains Postfix accepts mail for from anyone
 	// (default ["example.org"]). Loopback clients may relay anywhere.
@@ -123,9 +118,11 @@ type tools struct {
 // else between choosing it and Postfix binding it.
 const startAttempts = 5
 
-// Start creates, checks and starts an instance for t. It is stopped and its
-// directory (queue included) removed when t ends. A failed start fails t
-// with Postfix's own messages.
+// Start creates, checks and starts an instance for t, and returns once its
+// smtpd ports accept connections. It is stopped, its queue emptied and its
+// directory removed when t ends. Start fails t, with Postfix's own
+// messages, when a tool is missing, when Options.MainCF names a parameter
+// that Postfix does not know, or when "postfix start" fails.
 func Start(t testing.TB, opts Options) *Instance {
 	t.Helper()
 	Require(t)
@@ -220,229 +217,6 @@ func findTools() (tools, error) {
 	return b, nil
 }
 
-// makeRoot creates the instance directory. Not t.TempDir: that is 0700 and
-// nested in 0700 directories, which the postfix user cannot enter.
-func makeRoot() (string, error) {
-	base := os.TempDir()
-	if len(base) > 64 {
-		// Keep paths short: Postfix names sockets relative to the queue
-		// directory, but its log lines and error messages quote them.
-		base = "/tmp"
-	}
-	root, err := os.MkdirTemp(base, "postfixtest-")
-	if err != nil {
-		return "", fmt.Errorf("creating instance directory: %w", err)
-	}
-	if err := os.Chmod(root, 0o755); err != nil {
-		os.RemoveAll(root)
-		return "", fmt.Errorf("making %s enterable for the postfix user: %w", root, err)
-	}
-	return root, nil
-}
-
-// queueDirs are the queue subdirectories with their modes and groups, as
-// in Postfix's postfix-files ($queue_directory/...); all belong to
-// mail_owner except pid. TestLayoutMatchesPostfixCheck keeps this honest.
-var queueDirs = []struct {
-	name     string
-	mode     os.FileMode
-	postdrop bool // group setgid_group instead of root
-}{
-	{"active", 0o700, false}, {"bounce", 0o700, false}, {"corrupt", 0o700, false},
-	{"defer", 0o700, false}, {"deferred", 0o700, false}, {"flush", 0o700, false},
-	{"hold", 0o700, false}, {"incoming", 0o700, false}, {"private", 0o700, false},
-	{"saved", 0o700, false}, {"trace", 0o700, false},
-	{"maildrop", 0o730, true}, {"public", 0o710, true},
-}
-
-// makeDirs creates the config, queue and data directories with the owners
-// and modes that "postfix check" (post-install create-missing) would give
-// them. Running that script instead costs some sixty processes, 1-4 s on a
-// busy two-core machine, for every instance.
-func (i *Instance) makeDirs() error {
-	u, err := user.Lookup("postfix")
-	if err != nil {
-		return fmt.Errorf("looking up mail_owner postfix (%s): %w", installHint, err)
-	}
-	g, err := user.LookupGroup("postdrop")
-	if err != nil {
-		return fmt.Errorf("looking up setgid_group postdrop (%s): %w", installHint, err)
-	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	postdrop, _ := strconv.Atoi(g.Gid)
-
-	mk := func(dir string, mode os.FileMode, uid, gid int) error {
-		if err := os.Mkdir(dir, mode); err != nil {
-			return fmt.Errorf("creating %s: %w", dir, err)
-		}
-		// Chmod after Mkdir: the umask may have removed bits.
-		if err := os.Chmod(dir, mode); err != nil {
-			return err
-		}
-		return os.Chown(dir, uid, gid)
-	}
-	for _, dir := range []string{i.l.configDir, i.l.queueDir, filepath.Join(i.l.queueDir, "pid")} {
-		if err := mk(dir, 0o755, 0, 0); err != nil {
-			return err
-		}
-	}
-	// master.lock lives here; the postfix user must own it.
-	if err := mk(i.l.dataDir, 0o700, uid, gid); err != nil {
-		return err
-	}
-	for _, d := range queueDirs {
-		group := 0
-		if d.postdrop {
-			group = postdrop
-		}
-		if err := mk(filepath.Join(i.l.queueDir, d.name), d.mode, uid, group); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// writeConfig writes a Postfix configuration file, dated an hour ago.
-// Postfix treats a file changed within the last second or two as "hot",
-// perhaps still being edited, and every program that reads it (postfix,
-// postconf, each daemon) dozes 300 ms at a time until it has cooled down:
-// some 2 s per command for a freshly written main.cf.
-func writeConfig(name, content string) error {
-	if err := os.WriteFile(name, []byte(content), 0o644); err != nil {
-		return err
-	}
-	past := time.Now().Add(-time.Hour)
-	return os.Chtimes(name, past, past)
-}
-
-// pickPorts chooses free loopback ports. They are free when chosen, not
-// when Postfix binds them; Start retries on errPortTaken.
-func pickPorts(reinject bool) (ports, error) {
-	n := 1
-	if reinject {
-		n = 2
-	}
-	var got []int
-	for range n {
-		// Held open until all are chosen, so that they differ.
-		ln, err := net.Listen("tcp4", "127.0.0.1:0")
-		if err != nil {
-			return ports{}, err
-		}
-		defer ln.Close()
-		got = append(got, ln.Addr().(*net.TCPAddr).Port)
-	}
-	p := ports{smtp: got[0]}
-	if reinject {
-		p.reinject = got[1]
-	}
-	return p, nil
-}
-
-// checkMainCF fails t when main.cf has a parameter that Postfix does not
-// know: a misspelt Options.MainCF key would otherwise be silently ignored.
-func (i *Instance) checkMainCF(t testing.TB) {
-	t.Helper()
-	cmd := i.command(i.bin.postconf, "-c", i.l.configDir, "-n")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if _, err := cmd.Output(); err != nil {
-		t.Fatalf("postfixtest: postconf -n: %v: %s", err, stderr.Bytes())
-	}
-	if bytes.Contains(stderr.Bytes(), []byte("unused parameter")) {
-		t.Fatalf("postfixtest: main.cf has a parameter that Postfix does not know (misspelt Options.MainCF?):\n%s", stderr.Bytes())
-	}
-	if stderr.Len() > 0 {
-		t.Logf("postfixtest: postconf -n:\n%s", stderr.Bytes())
-	}
-}
-
-var errPortTaken = errors.New("a listen port was taken by another process")
-
-// start runs "postfix start", which returns once the master has bound its
-// listeners (master -w), so the instance accepts connections on return.
-func (i *Instance) start() error {
-	// The checks that "postfix start" runs first (postfix check, ~60
-	// processes) are redundant after makeDirs; this file is Postfix's own
-	// way ("postfix quick-stop") to skip them once.
-	if err := os.WriteFile(filepath.Join(i.l.queueDir, "quick-start"), nil, 0o644); err != nil {
-		return err
-	}
-	logBefore := len(i.Log())
-	// Postfix writes its errors to stderr only when stderr is a terminal;
-	// otherwise they go to syslog, which a test machine may not have
-	// (maillog_file catches only what is logged once postlogd can run).
-	// script(1) gives "postfix start" a terminal.
-	cmdline := shellQuote(i.bin.postfix) + " -c " + shellQuote(i.l.configDir) + " start"
-	out, err := i.run(i.bin.script, "-qec", cmdline, "/dev/null")
-	if err == nil {
-		pid, perr := i.readMasterPID()
-		if perr != nil {
-			return fmt.Errorf("postfix start succeeded, but: %w%s", perr, i.logTail(20))
-		}
-		i.masterPID = pid
-		return nil
-	}
-	logNow := i.Log()
-	newLog := logNow[min(logBefore, len(logNow)):]
-	err = fmt.Errorf("postfix start: %v\n%s\nmaillog:\n%s", err, bytes.ReplaceAll(out, []byte("\r\n"), []byte("\n")), newLog)
-	if strings.Contains(newLog, "Address already in use") {
-		return fmt.Errorf("%w: %w", errPortTaken, err)
-	}
-	if !strings.Contains(newLog+string(out), "fatal:") {
-		// Seen with a bad master.cf service: the background master's
-		// error goes to syslog only.
-		err = fmt.Errorf("%w\n(the reason went to syslog; strace -f -e trace=connect,sendto -s 300 %s -c %s -d shows it)",
-			err, i.bin.master, i.l.configDir)
-	}
-	return err
-}
-
-// shellQuote quotes s for sh.
-func shellQuote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}
-
-func (i *Instance) readMasterPID() (int, error) {
-	b, err := os.ReadFile(filepath.Join(i.l.queueDir, "pid", "master.pid"))
-	if err != nil {
-		return 0, fmt.Errorf("reading master.pid: %w", err)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil {
-		return 0, fmt.Errorf("parsing master.pid %q: %w", b, err)
-	}
-	return pid, nil
-}
-
-// run runs a Postfix command and returns its combined output.
-func (i *Instance) run(name string, args ...string) ([]byte, error) {
-	cmd := i.command(name, args...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	return out.Bytes(), err
-}
-
-// command prepares a Postfix command for this instance.
-func (i *Instance) command(name string, args ...string) *exec.Cmd {
-	cmd := exec.Command(name, args...)
-	// Postfix programs honour MAIL_CONFIG; "-c" must be the only say.
-	cmd.Env = withoutEnv(os.Environ(), "MAIL_CONFIG")
-	return cmd
-}
-
-func withoutEnv(env []string, name string) []string {
-	kept := env[:0:0]
-	for _, kv := range env {
-		if !strings.HasPrefix(kv, name+"=") {
-			kept = append(kept, kv)
-		}
-	}
-	return kept
-}
-
 // Dir is the instance directory: etc/ (main.cf, master.cf), spool/ (the
 // queue), data/ and maillog.
 func (i *Instance) Dir() string { return i.l.root }
@@ -453,112 +227,3 @@ func (i *Instance) SMTPAddr() string { return i.smtpAddr }
 // ReinjectAddr is the host:port of the reinjection smtpd, or "" unless
 // Options.Reinject.
 func (i *Instance) ReinjectAddr() string { return i.reinjectAddr }
-
-// running reports whether this instance's master holds its lock.
-func (i *Instance) running() bool {
-	// master -t exits 0 when the master is NOT running.
-	_, err := i.run(i.bin.master, "-c", i.l.configDir, "-t")
-	return err != nil
-}
-
-// stop stops the master and its daemons, empties the queue and removes the
-// instance directory. Errors fail t: a Postfix left running outlives the
-// test binary.
-func (i *Instance) stop(t testing.TB) {
-	t.Helper()
-	i.stopOnce.Do(func() {
-		if t.Failed() && i.Log() != "" {
-			t.Logf("postfixtest: maillog of %s:\n%s", i.l.root, i.logTail(60))
-		}
-		// postsuper first: without a running postlogd it would log to the
-		// maillog itself, after dropping root, and fail on the root-owned file.
-		if i.masterPID != 0 {
-			if out, err := i.run(i.bin.postsuper, "-c", i.l.configDir, "-d", "ALL"); err != nil {
-				t.Errorf("postfixtest: postsuper -d ALL: %v: %s", err, out)
-			}
-		}
-		if err := i.stopMaster(); err != nil {
-			t.Errorf("postfixtest: %v", err)
-		}
-		if err := i.watchdog.dismiss(); err != nil {
-			t.Errorf("postfixtest: %v", err)
-		}
-		if err := removeAll(i.l.root); err != nil {
-			t.Errorf("postfixtest: %v", err)
-		}
-	})
-}
-
-// stopMaster is "postfix stop" without its one-second sleeps: SIGTERM to
-// the master (which passes it on to its daemons), then wait for the master
-// and its process group, then SIGKILL what is left.
-func (i *Instance) stopMaster() error {
-	if i.masterPID == 0 {
-		return nil // never started
-	}
-	if i.running() {
-		if out, err := i.run(i.bin.postfix, "-c", i.l.configDir, "abort"); err != nil && i.running() {
-			return fmt.Errorf("postfix abort: %v: %s", err, out)
-		}
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		live := groupMembers(i.masterPID)
-		if len(live) == 0 {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			for _, pid := range live {
-				syscall.Kill(pid, syscall.SIGKILL)
-			}
-			return fmt.Errorf("Postfix processes %v of %s did not exit on SIGTERM; killed", live, i.l.root)
-		}
-		<-tick.C
-	}
-}
-
-// groupMembers lists the live (non-zombie) processes in process group pgid:
-// the master leads its own group, and its daemons are in it. Zombies are
-// left out because the init process here may never reap an orphan.
-func groupMembers(pgid int) []int {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
-	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		// "pid (comm) state ppid pgrp ..."; comm may contain anything.
-		rest := stat[bytes.LastIndexByte(stat, ')')+1:]
-		f := strings.Fields(string(rest))
-		if len(f) < 3 || f[0] == "Z" || f[0] == "X" {
-			continue
-		}
-		if g, _ := strconv.Atoi(f[2]); g == pgid {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
-}
-
-// removeAll retries because a daemon that is just exiting may still write
-// to the maillog while the directory is being removed.
-func removeAll(dir string) error {
-	var err error
-	for range 5 {
-		if err = os.RemoveAll(dir); err == nil {
-			return nil
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return fmt.Errorf("removing %s: %w", dir, err)
-}

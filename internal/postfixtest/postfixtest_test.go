@@ -224,26 +224,34 @@ func TestTransportDefersUntilLMTPListensAndFlush(t *testing.T) {
 	inst.WaitQueueEmpty(t, waitTimeout)
 }
 
-// assertTempfail checks that some step answered 451 4.7.1 and nothing was queued.
-func assertTempfail(t *testing.T, res SubmitResult) {
+// isReply reports whether err is the SMTP reply code ecode.
+func isReply(err error, code int, ecode smtp.EnhancedCode) bool {
+	var se *smtp.SMTPError
+	return errors.As(err, &se) && se.Code == code && se.EnhancedCode == ecode
+}
+
+// assertMilterTempfail checks Postfix's answer when its milter is down and
+// milter_default_action is tempfail. smtpd connects to its milters when the
+// client connects; Postfix 3.7 then answers the first MAIL FROM.
+func assertMilterTempfail(t *testing.T, inst *Instance, res SubmitResult) {
 	t.Helper()
-	steps := []error{res.Mail, res.Data}
-	for _, err := range res.Rcpt {
-		steps = append(steps, err)
+	if !isReply(res.Mail, 451, smtp.EnhancedCode{4, 7, 1}) || len(res.Rcpt) != 0 || res.Data != nil || res.QueueID != "" {
+		t.Errorf("want MAIL refused with 451 4.7.1 and nothing else; got mail=%v rcpt=%v data=%v queueID=%q", res.Mail, res.Rcpt, res.Data, res.QueueID)
 	}
-	found := false
-	for _, err := range steps {
-		var se *smtp.SMTPError
-		if errors.As(err, &se) && se.Code == 451 && se.EnhancedCode == (smtp.EnhancedCode{4, 7, 1}) {
-			found = true
-		}
-	}
-	if !found || res.QueueID != "" {
-		t.Errorf("want a 451 4.7.1 and no queue ID; got mail=%v rcpt=%v data=%v queueID=%q", res.Mail, res.Rcpt, res.Data, res.QueueID)
+	if q := inst.Queue(t); len(q) != 0 {
+		t.Errorf("queue not empty:\n%s", FormatQueue(q))
 	}
 }
 
 func TestUnreachableMilterTempfails(t *testing.T) {
+	t.Parallel()
+	inst := start(t, Options{Milter: fmt.Sprintf("inet:127.0.0.1:%d", freePort(t))})
+	res := Submit(inst.SMTPAddr(), "sender@example.net", []string{"someone@example.org"}, message("milter test", "x\r\n"))
+	assertMilterTempfail(t, inst, res)
+	inst.WaitLog(t, waitTimeout, "connect to Milter service inet:127.0.0.1:")
+}
+
+func TestReinjectBypassesMilterAndRelays(t *testing.T) {
 	t.Parallel()
 	relay := startCapture(t, "127.0.0.1:0", false)
 	inst := start(t, Options{
@@ -251,16 +259,15 @@ func TestUnreachableMilterTempfails(t *testing.T) {
 		Milter:    fmt.Sprintf("inet:127.0.0.1:%d", freePort(t)),
 		Reinject:  true,
 	})
-
-	res := Submit(inst.SMTPAddr(), "sender@example.net", []string{"someone@example.org"}, message("milter test", "x\r\n"))
-	assertTempfail(t, res)
-	t.Logf("milter down: mail=%v rcpt=%v data=%v", res.Mail, res.Rcpt, res.Data)
-	if q := inst.Queue(t); len(q) != 0 {
-		t.Errorf("queue not empty:\n%s", FormatQueue(q))
+	if inst.ReinjectAddr() == "" || inst.ReinjectAddr() == inst.SMTPAddr() {
+		t.Fatalf("ReinjectAddr() = %q, SMTPAddr() = %q", inst.ReinjectAddr(), inst.SMTPAddr())
 	}
+	// The public port still consults the (dead) milter ...
+	res := Submit(inst.SMTPAddr(), "board-bounces@example.org", []string{"alice@example.net"}, message("public", "x\r\n"))
+	assertMilterTempfail(t, inst, res)
 
-	// The reinjection port has no milters (FILTER_README), so a filter's
-	// output is not judged again. It relays to any domain.
+	// ... the reinjection port has none (FILTER_README), so a filter's
+	// output is not judged again, and it relays to any domain.
 	res = Submit(inst.ReinjectAddr(), "board-bounces@example.org", []string{"alice@example.net"}, message("reinjected", "copy\r\n"))
 	mustAccept(t, res)
 	m := relay.wait(t, inst)
@@ -379,6 +386,23 @@ func TestLayoutMatchesPostfixCheck(t *testing.T) {
 	if err != nil || !strings.Contains(string(main), "\nmessage_size_limit = 20480000\n") {
 		t.Errorf("MainCF not in main.cf (%v):\n%s", err, main)
 	}
+
+	// Everything the instance writes is under its directory.
+	out, err = inst.run(inst.bin.postconf, "-c", inst.l.configDir, "-h",
+		"config_directory", "queue_directory", "data_directory", "maillog_file")
+	if err != nil {
+		t.Fatalf("postconf: %v: %s", err, out)
+	}
+	for _, p := range strings.Fields(string(out)) {
+		if !strings.HasPrefix(p, inst.Dir()+"/") {
+			t.Errorf("%s is outside %s", p, inst.Dir())
+		}
+	}
+	for _, f := range []string{"spool/pid/master.pid", "data/master.lock", "maillog"} {
+		if _, err := os.Stat(filepath.Join(inst.Dir(), f)); err != nil {
+			t.Error(err)
+		}
+	}
 }
 
 // snapshot lists the directories under root with owner, group and mode.
@@ -486,5 +510,21 @@ func BenchmarkStop(b *testing.B) {
 		inst := Start(b, Options{})
 		b.StartTimer()
 		inst.stop(b)
+	}
+}
+
+// Without a relay host nothing leaves for the outside world: smtpd refuses
+// such recipients with the retry transport's reason.
+func TestNoRelayHostRefusesOtherRecipients(t *testing.T) {
+	t.Parallel()
+	inst := start(t, Options{})
+	res := Submit(inst.SMTPAddr(), "sender@example.net", []string{"someone@example.org", "alice@example.net"}, message("no relay", "x\r\n"))
+	for rcpt, err := range res.Rcpt {
+		if !isReply(err, 450, smtp.EnhancedCode{4, 3, 5}) || !strings.Contains(err.Error(), "Options.RelayHost is not set") {
+			t.Errorf("RCPT %s: %v, want 450 4.3.5 ...Options.RelayHost is not set", rcpt, err)
+		}
+	}
+	if res.QueueID != "" || len(res.Rcpt) != 2 {
+		t.Errorf("result %+v", res)
 	}
 }
