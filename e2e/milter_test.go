@@ -81,3 +81,20 @@ func TestOrdinaryMailUntouched(t *testing.T) {
 		t.Errorf("the list relay received %d messages", n)
 	}
 }
+
+// TestUnixSockets: Postfix reaches the milter and the LMTP endpoint on unix
+// sockets (socket_group = "postfix"): a tokenless message is refused, a
+// tokened one delivered.
+func TestUnixSockets(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, worldOpts{milter: true, unix: true})
+	res := w.submit(author, []string{list}, tokenMessage("", "", ""))
+	wantReply(t, "no token", res.Data, 550, "5.7.1", "No posting token found")
+	w.issue("unixtoken1", nil)
+	if res := w.submit(author, []string{list}, tokenMessage("unixtoken1", "RMTOKEN", "")); res.Data != nil {
+		t.Fatalf("Postfix refused the tokened message: %v", res.Data)
+	}
+	w.relay.WaitRecipients(t, len(defaultMembers), waitMail)
+	w.pf.WaitQueueEmpty(t, waitMail)
+	exactlyOnce(t, w.relay.Recipients(), defaultMembers)
+}

@@ -60,6 +60,7 @@ type worldOpts struct {
 	maxRecipients int
 	connections   int
 	reinject      bool // the relay is Postfix's reinjection smtpd, not the capture server
+	unix          bool // milter and LMTP on unix sockets instead of loopback ports
 }
 
 type world struct {
@@ -104,15 +105,19 @@ func newWorld(t *testing.T, o worldOpts) *world {
 	w.db = filepath.Join(w.dir, "state.db")
 	// Postfix needs the daemon's ports and the daemon may need Postfix's
 	// reinjection port: start the daemon on fixed free ports first.
-	milterPort, lmtpPort := freePort(t), freePort(t)
+	milterAt, lmtpAt := "inet:127.0.0.1:"+freePort(t), "inet:127.0.0.1:"+freePort(t)
+	if o.unix {
+		dir := socketDir(t)
+		milterAt, lmtpAt = "unix:"+filepath.Join(dir, "milter.sock"), "unix:"+filepath.Join(dir, "lmtp.sock")
+	}
 	popts := postfixtest.Options{
-		Transport:    map[string]string{list: "lmtp:inet:127.0.0.1:" + lmtpPort, "events@example.org": "lmtp:inet:127.0.0.1:" + lmtpPort},
+		Transport:    map[string]string{list: "lmtp:" + lmtpAt, "events@example.org": "lmtp:" + lmtpAt},
 		RelayHost:    "[127.0.0.1]:" + port(w.sink.Addr()),
 		RelayDomains: []string{"example.org"},
 		Reinject:     o.reinject,
 	}
 	if o.milter {
-		popts.Milter = "inet:127.0.0.1:" + milterPort
+		popts.Milter = milterAt
 	}
 	w.pf = postfixtest.Start(t, popts)
 	relayAddr := ""
@@ -121,17 +126,19 @@ func newWorld(t *testing.T, o worldOpts) *world {
 	} else {
 		relayAddr = w.relay.Addr()
 	}
-	w.conf = w.writeConfig(milterPort, lmtpPort, relayAddr)
+	w.conf = w.writeConfig(milterAt, lmtpAt, relayAddr)
 	w.rm = startDaemon(t, w.conf)
 	return w
 }
 
-func (w *world) writeConfig(milterPort, lmtpPort, relayAddr string) string {
+func (w *world) writeConfig(milterAt, lmtpAt, relayAddr string) string {
 	t := w.t
 	o := w.opts
 	var b strings.Builder
 	fmt.Fprintf(&b, "hostname = \"mx.example.org\"\n[log]\nlevel = \"debug\"\n[store]\npath = %q\n", w.db)
-	fmt.Fprintf(&b, "[milter]\nlisten = \"inet:127.0.0.1:%s\"\n[lmtp]\nlisten = \"inet:127.0.0.1:%s\"\nshutdown_timeout = \"20s\"\n", milterPort, lmtpPort)
+	// Postfix's smtpd and lmtp clients run as postfix: they reach unix
+	// sockets through the socket's group.
+	fmt.Fprintf(&b, "[milter]\nlisten = %q\nsocket_group = \"postfix\"\n[lmtp]\nlisten = %q\nsocket_group = \"postfix\"\nshutdown_timeout = \"20s\"\n", milterAt, lmtpAt)
 	fmt.Fprintf(&b, "[relay]\naddress = %q\ntls = %q\n", relayAddr, o.relayTLS)
 	if o.maxRecipients > 0 {
 		fmt.Fprintf(&b, "max_recipients = %d\n", o.maxRecipients)
@@ -268,6 +275,21 @@ func exactlyOnce(t *testing.T, got []string, want []string) {
 	for r, n := range count {
 		t.Errorf("%s (not a member) received %d copies", r, n)
 	}
+}
+
+// socketDir is a directory for unix sockets that the postfix user can
+// enter, with a path short enough for a socket (107 bytes).
+func socketDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "rme2e")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
 }
 
 func freePort(t *testing.T) string {
