@@ -4,7 +4,7 @@ export PATH := /usr/local/go/bin:$(PATH)
 
 FUZZTIME ?= 15s
 
-.PHONY: all build test vet fmt fuzz run bench install clean
+.PHONY: all build test vet fmt fuzz reliability run bench install clean
 
 all: build
 
@@ -30,6 +30,15 @@ fuzz:
 	$(GO) test -run=NONE -fuzz='^FuzzReadHeader$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=5s ./mailheader
 	$(GO) test -run=NONE -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=5s ./address
 	$(GO) test -run=NONE -fuzz='^FuzzIndexAgreesWithListFor$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=5s ./milter
+	$(GO) test -run=NONE -fuzz='^FuzzWrite$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=5s ./rewrite
+
+# README "Reliability": the fault scenarios, the hostile corpus and the leak
+# checks, verbosely, then the fuzz targets; prints the table of their figures.
+reliability:
+	@$(GO) test -race -count=1 -timeout 20m -v -run '^(TestFault|TestCorpus)' ./e2e ./internal/corpus >reliability.log 2>&1; \
+	status=$$?; grep -E '^(--- FAIL|FAIL|ok)' reliability.log; [ $$status -eq 0 ] || exit $$status
+	@$(MAKE) -s fuzz >>reliability.log 2>&1 || { tail -20 reliability.log; exit 1; }
+	@awk -f .ci/reliability.awk reliability.log
 
 run:
 	$(GO) run ./cmd/restrictedmail demo
@@ -39,8 +48,37 @@ run:
 bench:
 	$(GO) test -tags bench -run '^TestBenchmarks$$' -count=1 -timeout 20m -v ./bench
 
+# Installs the binary, the systemd unit and — unless one exists — the example
+# configuration. DESTDIR stages the files (packaging); BINARY installs a
+# binary built elsewhere (make -o build install BINARY=...). The account
+# (restrictedmail, with the postfix group for unix sockets), the DKIM key and
+# `systemctl daemon-reload && systemctl enable --now restrictedmail` are left
+# to the administrator: see README "Installing".
+DESTDIR ?=
+BINDIR ?= /usr/local/bin
+SYSCONFDIR ?= /etc
+UNITDIR ?= /etc/systemd/system
+BINARY ?= restrictedmail
+
 install: build
-	install -m 0755 restrictedmail /usr/local/bin/restrictedmail
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR)
+	install -m 0755 $(BINARY) $(DESTDIR)$(BINDIR)/restrictedmail
+	sed -e 's|/usr/local/bin/restrictedmail|$(BINDIR)/restrictedmail|g' \
+	    -e 's|/etc/restrictedmail/|$(SYSCONFDIR)/restrictedmail/|g' \
+	    etc/systemd/restrictedmail.service > $(DESTDIR)$(UNITDIR)/restrictedmail.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/restrictedmail.service
+	install -d -m 0750 $(DESTDIR)$(SYSCONFDIR)/restrictedmail
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/restrictedmail/restrictedmail.toml ]; then \
+		echo "keeping the existing $(DESTDIR)$(SYSCONFDIR)/restrictedmail/restrictedmail.toml"; \
+	else \
+		install -m 0640 etc/restrictedmail.toml $(DESTDIR)$(SYSCONFDIR)/restrictedmail/restrictedmail.toml; \
+	fi
+	@# The daemon's group must read the directory and the file (0750/0640).
+	@if getent group restrictedmail >/dev/null; then \
+		chgrp restrictedmail $(DESTDIR)$(SYSCONFDIR)/restrictedmail $(DESTDIR)$(SYSCONFDIR)/restrictedmail/restrictedmail.toml; \
+	else \
+		echo "no group restrictedmail yet: create the account, then chgrp restrictedmail $(SYSCONFDIR)/restrictedmail $(SYSCONFDIR)/restrictedmail/restrictedmail.toml"; \
+	fi
 
 clean:
 	rm -f restrictedmail

@@ -28,6 +28,7 @@ type Config struct {
 	LMTP               LMTP   `toml:"lmtp"`
 	Relay              Relay  `toml:"relay"`
 	Tokens             Tokens `toml:"tokens"`
+	HTTP               HTTP   `toml:"http"`
 	DKIM               []DKIM `toml:"dkim"`
 	Lists              []List `toml:"lists"`
 
@@ -101,6 +102,12 @@ type Tokens struct {
 	Header      string   `toml:"header"`
 	DefaultTTL  Duration `toml:"default_ttl"`
 	DefaultUses int      `toml:"default_uses"`
+	// Guessing is slowed (package guard): after GuessLimit unknown tokens
+	// from one client or sender within GuessWindow, it gets 450 4.7.1 for
+	// GuessBlock. GuessLimit 0 turns this off.
+	GuessLimit  int      `toml:"guess_limit"`
+	GuessWindow Duration `toml:"guess_window"`
+	GuessBlock  Duration `toml:"guess_block"`
 }
 
 // DKIM is one signing key.
@@ -168,6 +175,9 @@ func Default() *Config {
 			Header:      "X-Restricted-Token",
 			DefaultTTL:  Duration(72 * time.Hour),
 			DefaultUses: 1,
+			GuessLimit:  10,
+			GuessWindow: Duration(10 * time.Minute),
+			GuessBlock:  Duration(15 * time.Minute),
 		},
 	}
 }

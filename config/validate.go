@@ -46,6 +46,7 @@ func (v *validator) validate() {
 	}
 	c.Milter.Addr, c.Milter.Networks = v.listener("milter", c.Milter.Listen, c.Milter.AllowedNetworks)
 	c.LMTP.Addr, c.LMTP.Networks = v.listener("lmtp", c.LMTP.Listen, c.LMTP.AllowedNetworks)
+	v.http()
 	if c.Milter.Listen == "" && c.LMTP.Listen == "" {
 		v.addf("lmtp.listen", "the milter and the LMTP endpoint are both disabled; `serve` would do nothing")
 	}
@@ -192,6 +193,14 @@ func (v *validator) tokens() {
 	}
 	if t.DefaultUses < 1 {
 		v.addf("tokens.default_uses", "must be at least 1, not %d", t.DefaultUses)
+	}
+	switch {
+	case t.GuessLimit < 0:
+		v.addf("tokens.guess_limit", "must be 0 (off) or more, not %d", t.GuessLimit)
+	case t.GuessLimit > 0 && t.GuessWindow.D() <= 0:
+		v.addf("tokens.guess_window", "must be longer than 0 while guess_limit is set (guess_limit = 0 turns the limit off)")
+	case t.GuessLimit > 0 && t.GuessBlock.D() <= 0:
+		v.addf("tokens.guess_block", "must be longer than 0 while guess_limit is set (guess_limit = 0 turns the limit off)")
 	}
 }
 

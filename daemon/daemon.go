@@ -14,7 +14,9 @@ import (
 	"sync/atomic"
 
 	"github.com/restrictedmail/restrictedmail/config"
+	"github.com/restrictedmail/restrictedmail/guard"
 	"github.com/restrictedmail/restrictedmail/lmtp"
+	"github.com/restrictedmail/restrictedmail/metrics"
 	"github.com/restrictedmail/restrictedmail/milter"
 	"github.com/restrictedmail/restrictedmail/relay"
 	"github.com/restrictedmail/restrictedmail/store"
@@ -25,6 +27,7 @@ type Daemon struct {
 	log   *slog.Logger
 	db    *store.DB
 	state atomic.Pointer[state]
+	guard *guard.Guard // slows token guessing; shared by the milter and the LMTP endpoint
 
 	milter     *milter.Server
 	lmtp       *lmtp.Server
@@ -33,6 +36,7 @@ type Daemon struct {
 
 	errs chan error
 	wg   sync.WaitGroup
+	ops  // metrics, [http], readiness (http.go)
 }
 
 // state is one generation of configuration and what is built from it.
@@ -44,16 +48,19 @@ type state struct {
 // Start opens the store and starts the listeners of cfg. The caller stops
 // the daemon with Shutdown; Wait reports a listener that failed.
 func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Daemon, error) {
-	st, err := newState(cfg, log)
-	if err != nil {
-		return nil, err
-	}
 	db, err := store.Open(ctx, cfg.Store.Path)
 	if err != nil {
 		return nil, err
 	}
-	d := &Daemon{log: log, db: db, errs: make(chan error, 2)}
+	d := &Daemon{log: log, db: db, errs: make(chan error, 3)}
+	d.metrics = metrics.New(db, log.With("component", "metrics"))
+	st, err := newState(cfg, log, d.metrics)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
 	d.state.Store(st)
+	d.guard = guard.New(guessLimits(cfg), 0)
 	if err := d.listen(cfg); err != nil {
 		d.closeListeners()
 		db.Close()
@@ -62,12 +69,12 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Daemon, 
 	return d, nil
 }
 
-func newState(cfg *config.Config, log *slog.Logger) (*state, error) {
+func newState(cfg *config.Config, log *slog.Logger, obs relay.Observer) (*state, error) {
 	rc, err := relay.New(cfg.Relay, log)
 	if err != nil {
 		return nil, fmt.Errorf("setting up the relay client: %w", err)
 	}
-	return &state{cfg: cfg, relay: rc}, nil
+	return &state{cfg: cfg, relay: rc.WithObserver(obs)}, nil
 }
 
 // Config returns the configuration in force.
@@ -80,8 +87,9 @@ func (d *Daemon) listen(cfg *config.Config) error {
 			return fmt.Errorf("milter listener: %w", err)
 		}
 		d.milterAddr = ln.Addr()
-		d.milter = milter.New(milter.Options{Config: d.Config, Tokens: d.db, Logger: d.log.With("component", "milter")})
-		d.serve("milter", ln, d.milter.Serve)
+		d.milter = milter.New(milter.Options{Config: d.Config, Tokens: d.db, Logger: d.log.With("component", "milter"), Observer: d.metrics, Guard: d.guard})
+		nets := func() []config.NetworkSpec { return d.Config().Milter.Networks }
+		d.serve("milter", allowOnly(ln, nets, d.log.With("component", "milter")), d.milter.Serve)
 	}
 	if cfg.LMTP.Listen != "" {
 		ln, err := Listen(cfg.LMTP.Addr, cfg.LMTP.SocketMode, cfg.LMTP.SocketGroup)
@@ -90,14 +98,16 @@ func (d *Daemon) listen(cfg *config.Config) error {
 		}
 		d.lmtpAddr = ln.Addr()
 		d.lmtp = lmtp.New(lmtp.Options{
-			Config: d.Config,
-			Relay:  func() lmtp.Sender { return d.state.Load().relay },
-			Store:  d.db,
-			Logger: d.log,
+			Config:   d.Config,
+			Relay:    func() lmtp.Sender { return d.state.Load().relay },
+			Store:    d.db,
+			Logger:   d.log,
+			Guard:    d.guard,
+			Observer: d.metrics,
 		})
 		d.serve("lmtp", ln, d.lmtp.Serve)
 	}
-	return nil
+	return d.listenHTTP(cfg)
 }
 
 func (d *Daemon) serve(name string, ln net.Listener, serve func(net.Listener) error) {
@@ -105,6 +115,7 @@ func (d *Daemon) serve(name string, ln net.Listener, serve func(net.Listener) er
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
+		defer d.down.Add(1) // for /readyz
 		if err := serve(ln); err != nil {
 			d.errs <- fmt.Errorf("%s: %w", name, err)
 		}
@@ -125,20 +136,12 @@ func (d *Daemon) Errors() <-chan error { return d.errs }
 // listeners or the store cannot change without a restart; they are kept
 // and named in the returned warnings.
 func (d *Daemon) Reload(cfg *config.Config) (warnings []string, err error) {
-	old := d.Config()
-	st, err := newState(cfg, d.log)
+	st, err := newState(cfg, d.log, d.metrics)
 	if err != nil {
 		return nil, err
 	}
-	if cfg.Store.Path != old.Store.Path {
-		warnings = append(warnings, "store.path changed; restart to use "+cfg.Store.Path)
-	}
-	if cfg.Milter.Listen != old.Milter.Listen || cfg.LMTP.Listen != old.LMTP.Listen {
-		warnings = append(warnings, "a listen address changed; restart to use it")
-	}
-	if cfg.LMTP.MaxMessageSize != old.LMTP.MaxMessageSize || cfg.LMTP.MaxRecipients != old.LMTP.MaxRecipients {
-		warnings = append(warnings, "lmtp limits changed; restart to apply them")
-	}
+	warnings = keepRestartOnly(cfg, d.Config())
+	d.guard.SetLimits(guessLimits(cfg))
 	d.state.Store(st)
 	return warnings, nil
 }
@@ -146,6 +149,7 @@ func (d *Daemon) Reload(cfg *config.Config) (warnings []string, err error) {
 // Shutdown stops accepting, lets deliveries in flight finish until ctx
 // ends, then closes everything.
 func (d *Daemon) Shutdown(ctx context.Context) error {
+	d.stopping.Store(true)
 	var errs []error
 	if d.milter != nil {
 		if err := d.milter.Shutdown(ctx); err != nil {
@@ -156,6 +160,9 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 		if err := d.lmtp.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("lmtp: %w", err))
 		}
+	}
+	if err := d.shutdownHTTP(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("http: %w", err))
 	}
 	d.wg.Wait()
 	if err := d.db.Close(); err != nil {

@@ -101,6 +101,7 @@ func TestLEGOValidThroughPostfix(t *testing.T) {
 	if rec := w.tokenRecord(id); rec.UsesSpent != 1 {
 		t.Errorf("token spent %d times, want 1", rec.UsesSpent)
 	}
+	w.rm.stop() // the daemon's stderr reaches the log asynchronously: complete once it has exited
 	if lines := w.rm.log.lines("msg=delivery", "result=250", "delivered=3"); len(lines) != 1 {
 		t.Errorf("want one delivery log line with 3 delivered, got %q", lines)
 	}
@@ -157,7 +158,7 @@ func TestRelayDownThenBack(t *testing.T) {
 		t.Fatalf("Postfix refused: %v", res.Data)
 	}
 	q := w.pf.WaitQueue(t, waitMail, func(q []postfixtest.QueueEntry) bool {
-		return len(q) == 1 && len(q[0].Recipients) == 1 && strings.Contains(q[0].Recipients[0].DelayReason, "4.4.1")
+		return len(q) == 1 && q[0].QueueName == "deferred" && len(q[0].Recipients) == 1 && strings.Contains(q[0].Recipients[0].DelayReason, "4.4.1")
 	})
 	if r := q[0].Recipients[0].DelayReason; !strings.Contains(r, "pending") {
 		t.Errorf("delay reason %q does not explain the wait", r)
@@ -184,7 +185,7 @@ func TestRelayDropsMidFanOut(t *testing.T) {
 		t.Fatalf("Postfix refused: %v", res.Data)
 	}
 	w.pf.WaitQueue(t, waitMail, func(q []postfixtest.QueueEntry) bool {
-		return len(q) == 1 && strings.Contains(q[0].Recipients[0].DelayReason, "4.4.1")
+		return len(q) == 1 && q[0].QueueName == "deferred" && strings.Contains(q[0].Recipients[0].DelayReason, "4.4.1")
 	})
 	first := len(w.relay.Recipients())
 	if first == 0 || first >= 60 {
@@ -197,6 +198,7 @@ func TestRelayDropsMidFanOut(t *testing.T) {
 	if rec := w.tokenRecord(id); rec.UsesSpent != 1 {
 		t.Errorf("token spent %d times, want 1", rec.UsesSpent)
 	}
+	w.rm.stop() // the daemon's stderr reaches the log asynchronously: complete once it has exited
 	if lines := w.rm.log.lines("msg=delivery", "resumed=true", "result=250"); len(lines) != 1 {
 		t.Errorf("want one resumed delivery, log lines %q", lines)
 	}
@@ -267,7 +269,7 @@ func TestStartTLSRequiredButMissing(t *testing.T) {
 		t.Fatalf("Postfix refused: %v", res.Data)
 	}
 	w.pf.WaitQueue(t, waitMail, func(q []postfixtest.QueueEntry) bool {
-		return len(q) == 1 && strings.Contains(q[0].Recipients[0].DelayReason, "4.4.1")
+		return len(q) == 1 && q[0].QueueName == "deferred" && strings.Contains(q[0].Recipients[0].DelayReason, "4.4.1")
 	})
 	if w.relay.PlaintextAuth() {
 		t.Errorf("credentials were offered over a plaintext connection")

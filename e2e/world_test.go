@@ -61,6 +61,16 @@ type worldOpts struct {
 	connections   int
 	reinject      bool // the relay is Postfix's reinjection smtpd, not the capture server
 	unix          bool // milter and LMTP on unix sockets instead of loopback ports
+
+	// extra is TOML appended to the configuration (e.g. an [http] table).
+	extra string
+	// set are keys of the tables the world writes itself, as
+	// "table.key" → TOML value, e.g. "relay.command_timeout": `"2s"`
+	// (faults_test.go).
+	set map[string]string
+	// milterDefault is Postfix's milter_default_action ("" leaves
+	// postfixtest's tempfail); etc/postfix/main.cf ships "accept".
+	milterDefault string
 }
 
 type world struct {
@@ -119,6 +129,7 @@ func newWorld(t *testing.T, o worldOpts) *world {
 	if o.milter {
 		popts.Milter = milterAt
 	}
+	popts.MilterDefaultAction = o.milterDefault
 	w.pf = postfixtest.Start(t, popts)
 	relayAddr := ""
 	if o.reinject {
@@ -170,8 +181,9 @@ func (w *world) writeConfig(milterAt, lmtpAt, relayAddr string) string {
 		fmt.Fprintf(&b, "recipients_file = %q\n", file)
 	}
 	fmt.Fprintf(&b, "[[lists]]\naddress = \"events@example.org\"\nname = \"Events\"\nbounce_address = \"events-bounces@example.org\"\n")
+	b.WriteString(o.extra)
 	conf := filepath.Join(w.dir, "restrictedmail.toml")
-	if err := os.WriteFile(conf, []byte(b.String()), 0o644); err != nil {
+	if err := os.WriteFile(conf, []byte(setKeys(b.String(), o.set)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return conf

@@ -27,8 +27,9 @@ import (
 )
 
 type envelope struct {
-	from   string          // MAIL FROM as given
-	sender address.Address // parsed; zero for the null sender
+	from    string          // MAIL FROM as given
+	sender  address.Address // parsed; zero for the null sender
+	queueID string          // Postfix's, from the topmost Received field; "" when unknown
 }
 
 // deliveryID identifies one received message for one restricted address:
@@ -55,13 +56,12 @@ type outcome struct {
 	reply    *smtp.SMTPError // nil: 250
 	err      error
 	finished bool
+	gaveUp   int // recipients given up on (give_up_after) by this attempt
 }
 
 // deliver runs one delivery and returns the reply for its recipients (nil
 // for 250).
 func (s *Server) deliver(cfg *config.Config, env envelope, sp *spooled, g *group) *smtp.SMTPError {
-	s.flight.Add(1)
-	defer s.flight.Done()
 	start := s.opts.Now()
 	ctx, cancel := context.WithTimeout(s.base, s.opts.DeliveryTimeout)
 	defer cancel()
@@ -69,10 +69,11 @@ func (s *Server) deliver(cfg *config.Config, env envelope, sp *spooled, g *group
 	o := outcome{id: deliveryID(g.list.Addr, env.from, sp.sum)}
 	unlock := s.locks.lock(o.id)
 	defer unlock()
+	defer s.observeDelivery(&o, time.Now())
 	s.run(ctx, cfg, env, sp, g, &o)
 
 	attrs := []any{
-		"delivery", o.id, "list", g.list.Addr.String(), "sender", env.from,
+		"delivery", o.id, "queue_id", env.queueID, "list", g.list.Addr.String(), "sender", env.from,
 		"token_id", o.tokenID, "recipients", o.total, "delivered", o.counts.Delivered,
 		"failed", o.counts.Failed, "pending", o.counts.Pending, "duration", s.opts.Now().Sub(start).Round(time.Millisecond),
 	}
@@ -83,6 +84,11 @@ func (s *Server) deliver(cfg *config.Config, env envelope, sp *spooled, g *group
 	case o.err != nil:
 		attrs = append(attrs, "result", o.reply.Code, "err", o.err)
 		s.log.Warn("delivery", attrs...)
+	case o.verdict.OK():
+		// Recipients left pending (the relay failed temporarily): not a
+		// refusal, Postfix hands the message over again.
+		attrs = append(attrs, "result", o.reply.Code, "resumed", o.resumed)
+		s.log.Warn("delivery deferred", attrs...)
 	default:
 		attrs = append(attrs, "result", o.reply.Code, "reason", o.verdict.Reason.String())
 		s.log.Info("delivery refused", attrs...)
@@ -139,10 +145,15 @@ func (s *Server) begin(ctx context.Context, cfg *config.Config, env envelope, sp
 	default:
 		facts.EnvelopeSender = env.sender
 		facts.Now = s.opts.Now()
+		if s.throttled(env, facts) {
+			o.verdict = policy.Verdict{Reason: policy.Throttled, List: g.list.Addr.String()}
+			break
+		}
 		var rec *token.Record
 		if o.verdict, rec = policy.Check(ctx, s.opts.Store, facts); o.verdict.OK() {
 			return s.record(ctx, env, g, rec, o)
 		}
+		s.noteGuess(env, o.verdict)
 	}
 	o.reply = replyOf(o.verdict)
 	if o.verdict.Temporary() {
@@ -209,6 +220,7 @@ func (s *Server) settle(ctx context.Context, cfg *config.Config, d store.Deliver
 			return
 		}
 		detail = "gave up after " + cfg.LMTP.GiveUpAfter.String()
+		o.gaveUp = counts.Pending
 	}
 	if o.counts, err = s.opts.Store.FinishDelivery(ctx, d.ID, detail, now); err != nil {
 		o.err, o.reply = err, errTempLocal
@@ -245,7 +257,7 @@ func (s *Server) send(ctx context.Context, cfg *config.Config, sp *spooled, d st
 		return io.MultiReader(strings.NewReader(res.Signature), io.NewSectionReader(out, 0, res.Size))
 	}
 	j := newJournal(ctx, s.opts.Store, d.ID, s.opts.Now, s.log)
-	s.opts.Relay().Send(ctx, g.list.Bounce.String(), pending, body, j.report)
+	s.opts.Relay().Send(ctx, g.list.Bounce.String(), pending, body, s.observed(j.report))
 	return j.close()
 }
 

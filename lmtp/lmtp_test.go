@@ -185,17 +185,27 @@ func message(tok string, extraHeader string) []byte {
 // ("250", "550 5.7.1 ...") and the RCPT errors.
 func (e *env) lmtpSend(from string, rcpts []string, msg []byte) (map[string]string, map[string]error) {
 	e.t.Helper()
-	conn, err := net.Dial("tcp", e.addr)
+	replies, rcptErrs, err := e.lmtpTry(from, rcpts, msg)
 	if err != nil {
 		e.t.Fatal(err)
+	}
+	return replies, rcptErrs
+}
+
+// lmtpTry is lmtpSend for goroutines other than the test's, which must not
+// call t.Fatal: it returns the failure instead.
+func (e *env) lmtpTry(from string, rcpts []string, msg []byte) (map[string]string, map[string]error, error) {
+	conn, err := net.Dial("tcp", e.addr)
+	if err != nil {
+		return nil, nil, err
 	}
 	c := smtp.NewClientLMTP(conn)
 	defer c.Close()
 	if err := c.Hello("mx.example.org"); err != nil {
-		e.t.Fatal(err)
+		return nil, nil, fmt.Errorf("LHLO: %w", err)
 	}
 	if err := c.Mail(from, nil); err != nil {
-		e.t.Fatal(err)
+		return nil, nil, fmt.Errorf("MAIL: %w", err)
 	}
 	rcptErrs := map[string]error{}
 	accepted := 0
@@ -208,20 +218,20 @@ func (e *env) lmtpSend(from string, rcpts []string, msg []byte) (map[string]stri
 	}
 	replies := map[string]string{}
 	if accepted == 0 {
-		return replies, rcptErrs
+		return replies, rcptErrs, nil
 	}
 	w, err := c.Data()
 	if err != nil {
-		e.t.Fatal(err)
+		return nil, nil, fmt.Errorf("DATA: %w", err)
 	}
 	if _, err := w.Write(msg); err != nil {
-		e.t.Fatal(err)
+		return nil, nil, fmt.Errorf("DATA: %w", err)
 	}
 	resps, err := w.CloseWithLMTPResponse()
 	if err != nil {
 		var le smtp.LMTPDataError
 		if !errors.As(err, &le) {
-			e.t.Fatalf("DATA: %v", err)
+			return nil, nil, fmt.Errorf("DATA: %w", err)
 		}
 		for r, se := range le {
 			// go-smtp puts "<rcpt> " before the text of each LMTP reply.
@@ -229,11 +239,10 @@ func (e *env) lmtpSend(from string, rcpts []string, msg []byte) (map[string]stri
 			replies[r] = fmt.Sprintf("%d %d.%d.%d %s", se.Code, se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2], msg)
 		}
 	}
-	for r, resp := range resps {
-		_ = resp
+	for r := range resps {
 		replies[r] = "250"
 	}
-	return replies, rcptErrs
+	return replies, rcptErrs, nil
 }
 
 func (e *env) spent(tok string) int {
@@ -468,7 +477,10 @@ func TestConcurrentHandOversSendOnce(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r, _ := e.lmtpSend("alice@example.net", []string{"board@example.org"}, msg)
+			r, _, err := e.lmtpTry("alice@example.net", []string{"board@example.org"}, msg)
+			if err != nil {
+				t.Error(err)
+			}
 			results[i] = r["board@example.org"]
 		}()
 	}
@@ -492,7 +504,10 @@ func TestShutdownCancelsDeliveriesInFlight(t *testing.T) {
 	tok := e.issue("board@example.org", nil)
 	done := make(chan map[string]string)
 	go func() {
-		r, _ := e.lmtpSend("alice@example.net", []string{"board@example.org"}, message(tok, ""))
+		r, _, err := e.lmtpTry("alice@example.net", []string{"board@example.org"}, message(tok, ""))
+		if err != nil {
+			t.Error(err)
+		}
 		done <- r
 	}()
 	// The delivery is in the relay once its token is spent.

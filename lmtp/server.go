@@ -26,6 +26,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/restrictedmail/restrictedmail/config"
+	"github.com/restrictedmail/restrictedmail/guard"
 	"github.com/restrictedmail/restrictedmail/policy"
 	"github.com/restrictedmail/restrictedmail/relay"
 	"github.com/restrictedmail/restrictedmail/store"
@@ -62,15 +63,23 @@ type Options struct {
 	// before Postfix's lmtp_data_done_timeout (600s) gives up on us and
 	// hands the message over again while we are still sending. Zero: 8m.
 	DeliveryTimeout time.Duration
+	// Observer is told how deliveries end (metrics); nil: none.
+	Observer Observer
+	// Guard slows down token guessing by envelope sender (shared with the
+	// milter); nil: no limit. Postfix is the LMTP client, so the client
+	// address says nothing here.
+	Guard *guard.Guard
 }
 
 // Server is the LMTP endpoint.
 type Server struct {
 	opts   Options
 	log    *slog.Logger
+	obs    Observer // never nil
 	smtp   *smtp.Server
 	locks  keyedMutex
-	flight sync.WaitGroup // deliveries in progress
+	flight sync.WaitGroup // transactions in progress, until their replies are written
+	gate   gate           // listeners, and whether Shutdown has begun (shutdown.go)
 
 	// base is the parent of every delivery's context; cancelling it makes
 	// deliveries in flight stop and answer 4xx (hard shutdown).
@@ -91,7 +100,10 @@ func New(opts Options) *Server {
 		opts.DeliveryTimeout = 8 * time.Minute
 	}
 	cfg := opts.Config()
-	s := &Server{opts: opts, log: opts.Logger.With("component", "lmtp")}
+	s := &Server{opts: opts, log: opts.Logger.With("component", "lmtp"), obs: opts.Observer}
+	if s.obs == nil {
+		s.obs = noObserver{}
+	}
 	s.base, s.cancel = context.WithCancel(context.Background())
 	srv := smtp.NewServer(backend{s})
 	srv.LMTP = true
@@ -108,11 +120,15 @@ func New(opts Options) *Server {
 
 // Serve accepts LMTP connections on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
+	if !s.gate.track(ln) {
+		ln.Close()
+		return nil
+	}
 	if err := s.cleanSpool(); err != nil {
 		s.log.Warn("cleaning the spool directory", "err", err)
 	}
 	err := s.smtp.Serve(ln)
-	if errors.Is(err, smtp.ErrServerClosed) {
+	if errors.Is(err, smtp.ErrServerClosed) || s.gate.closed() {
 		return nil
 	}
 	return err
@@ -123,7 +139,10 @@ func (s *Server) Serve(ln net.Listener) error {
 // each records what it sent, answers 4xx (Postfix keeps the message), and
 // the connections are closed.
 func (s *Server) Shutdown(ctx context.Context) error {
-	go func() { _ = s.smtp.Shutdown(context.Background()) }()
+	// Not go-smtp's Shutdown: run beside its Close (below) it could close
+	// the same channel twice and panic, and after it Close no longer
+	// closes the idle connections.
+	s.gate.close()
 	done := make(chan struct{})
 	go func() { s.flight.Wait(); close(done) }()
 	var err error
@@ -137,7 +156,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.cancel()
 	// Idle connections (Postfix caches LMTP connections) would otherwise
 	// hold Shutdown until their read timeout.
-	if cerr := s.smtp.Close(); cerr != nil && !errors.Is(cerr, smtp.ErrServerClosed) && err == nil {
+	if cerr := s.smtp.Close(); cerr != nil && !errors.Is(cerr, smtp.ErrServerClosed) && !errors.Is(cerr, net.ErrClosed) && err == nil {
 		err = cerr
 	}
 	return err

@@ -38,13 +38,20 @@ type session struct {
 	from   string
 	sender address.Address
 	rcpts  []rcpt
+	// inFlight: LMTPData counted this transaction in Server.flight; go-smtp
+	// calls Reset once it has written the replies (shutdown.go).
+	inFlight bool
 }
 
 func (ss *session) Reset() {
+	ss.leave()
 	ss.cfg, ss.from, ss.sender, ss.rcpts = nil, "", address.Address{}, nil
 }
 
-func (ss *session) Logout() error { return nil }
+func (ss *session) Logout() error {
+	ss.leave()
+	return nil
+}
 
 func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
 	ss.Reset()
@@ -90,6 +97,10 @@ func (ss *session) Data(r io.Reader) error {
 // LMTPData spools the message, then delivers it once per restricted
 // address and reports each recipient's outcome.
 func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
+	if !ss.s.enter() {
+		return errShuttingDown
+	}
+	ss.inFlight = true
 	sp, err := spool(ss.cfg.SpoolDir(), r)
 	if err != nil {
 		var se *smtp.SMTPError
@@ -105,9 +116,10 @@ func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 		return errTempLocal
 	}
 	defer sp.remove()
+	qid := queueID(sp.reader())
 	for _, g := range groupByList(ss.rcpts) {
 		var err error // a nil *SMTPError in an error would not be nil
-		if reply := ss.s.deliver(ss.cfg, envelope{from: ss.from, sender: ss.sender}, sp, g); reply != nil {
+		if reply := ss.s.deliver(ss.cfg, envelope{from: ss.from, sender: ss.sender, queueID: qid}, sp, g); reply != nil {
 			err = reply
 		}
 		for _, rc := range g.rcpts {

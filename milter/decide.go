@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
+	"time"
 
 	gomilter "github.com/d--j/go-milter"
 
@@ -22,8 +23,14 @@ func (c *session) check(l *config.List, tok string, headerFrom []address.Address
 	if tok != "" && c.srv.opts.Tokens == nil {
 		return policy.Verdict{Reason: policy.TempFail, List: l.Addr.String(), Cause: errNoStore}
 	}
+	if v, blocked := c.throttled(l, tok); blocked {
+		return v
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.srv.storeTimeout)
 	defer cancel()
+	if tok != "" { // without a token nothing is looked up
+		defer c.srv.observeCheck(time.Now())
+	}
 	v, _ := policy.Check(ctx, c.srv.opts.Tokens, policy.Facts{
 		List:           l.Addr,
 		EnvelopeSender: c.msg.envelopeSender(),
@@ -31,6 +38,7 @@ func (c *session) check(l *config.List, tok string, headerFrom []address.Address
 		Token:          tok,
 		Now:            c.srv.now(),
 	})
+	c.noteGuess(v)
 	return v
 }
 
@@ -115,6 +123,7 @@ func (c *session) endOfMessage() *gomilter.Response {
 // final logs the decision on the message, resets it and returns the reply.
 func (c *session) final(stage string, v policy.Verdict) *gomilter.Response {
 	c.logVerdict(stage, v)
+	c.srv.obs.MilterVerdict(v.Reason)
 	resp := c.srv.reply(v)
 	c.msg.reset()
 	return resp

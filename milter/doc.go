@@ -13,8 +13,9 @@
 // decisions are taken at RCPT, DATA, end of headers and end of message).
 // It asks for no modification action: the milter only accepts and rejects.
 // The one action flag it keeps, SMFIF_SETSYMLIST, is not a modification; it
-// lets the milter ask for the queue id macro ("i") alone instead of
-// Postfix's default macro lists. Flags the MTA does not offer are dropped
+// lets the milter ask for the queue id macro ("i") and, at RCPT, the
+// client's address ({client_addr}, for the guard against token guessing,
+// guard.go) instead of Postfix's default macro lists. Flags the MTA does not offer are dropped
 // instead of failing the connection, so the milter also works with MTAs
 // (and test clients such as miltertest) that offer less than Postfix.
 //
@@ -60,6 +61,14 @@
 // recipient given after an accepted ordinary one would never be shown to the
 // milter. Ordinary recipients therefore get "continue" at RCPT, and ordinary
 // mail is accepted only at DATA, once every recipient is known.
+//
+// # Guessing
+//
+// Wherever a token is about to be looked up, a client address or envelope
+// sender that presented too many unknown tokens lately (package guard,
+// shared with the LMTP endpoint) gets 450 4.7.1 instead, without a lookup;
+// an unknown token counts against both. Ordinary mail and restricted mail
+// without a token never touch the guard.
 //
 // # Failures
 //

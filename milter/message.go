@@ -38,6 +38,7 @@ type message struct {
 	rcpts  int    // recipients let through at RCPT
 	lists  []listState
 	qid    string // queue id, once the MTA has given it
+	client string // the SMTP client's address ({client_addr}), for the guard
 
 	// failed makes every later reply a temporary failure: an internal error
 	// (a panic) hit a callback whose reply the MTA does not wait for.

@@ -12,6 +12,7 @@ import (
 	gomilter "github.com/d--j/go-milter"
 
 	"github.com/restrictedmail/restrictedmail/config"
+	"github.com/restrictedmail/restrictedmail/guard"
 	"github.com/restrictedmail/restrictedmail/policy"
 )
 
@@ -24,6 +25,11 @@ type Options struct {
 	Tokens policy.Tokens // the store (*store.DB satisfies it)
 	Logger *slog.Logger
 	Now    func() time.Time // nil: time.Now
+	// Guard slows down token guessing (shared with the LMTP endpoint);
+	// nil: no limit.
+	Guard *guard.Guard
+	// Observer is told of every decision (metrics); nil: none.
+	Observer Observer
 }
 
 // Server is the milter server. Create it with New.
@@ -32,6 +38,7 @@ type Server struct {
 	log  *slog.Logger
 	now  func() time.Time
 	srv  *gomilter.Server
+	obs  Observer // never nil
 
 	// waitTimeout bounds how long end of message waits for the body scan.
 	waitTimeout time.Duration
@@ -80,6 +87,9 @@ func New(opts Options) *Server {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	if s.obs = opts.Observer; s.obs == nil {
+		s.obs = noObserver{}
+	}
 	cfg := opts.Config()
 	if cfg == nil {
 		cfg = config.Default()
@@ -97,6 +107,10 @@ func New(opts Options) *Server {
 	// stage also replaces Postfix's longer default lists, which the
 	// ordinary path would otherwise receive and decode for nothing.
 	queueID := []gomilter.MacroName{gomilter.MacroQueueId}
+	// The client's address is for the guard (guard.go). It is asked for at
+	// RCPT, the first decision point, where Postfix sends a macro packet
+	// anyway; go-milter keeps it for the later stages of the message.
+	rcptMacros := []gomilter.MacroName{gomilter.MacroQueueId, gomilter.MacroClientAddr}
 	s.srv = gomilter.NewServer(
 		gomilter.WithDynamicMilter(func(uint32, gomilter.OptAction, gomilter.OptProtocol, gomilter.DataSize) gomilter.Milter {
 			return &session{srv: s}
@@ -105,7 +119,7 @@ func New(opts Options) *Server {
 		gomilter.WithProtocols(protocol),
 		gomilter.WithNegotiationCallback(negotiate),
 		gomilter.WithMacroRequest(gomilter.StageMail, queueID),
-		gomilter.WithMacroRequest(gomilter.StageRcpt, queueID),
+		gomilter.WithMacroRequest(gomilter.StageRcpt, rcptMacros),
 		gomilter.WithMacroRequest(gomilter.StageData, queueID),
 		gomilter.WithMacroRequest(gomilter.StageEOH, queueID),
 		gomilter.WithMacroRequest(gomilter.StageEOM, queueID),

@@ -113,6 +113,7 @@ func (c *session) restrictedRcpt(rcpt string, m gomilter.Modifier) *gomilter.Res
 		}
 	default:
 		c.logVerdict("rcpt", v)
+		c.srv.obs.MilterVerdict(v.Reason)
 		return c.srv.reply(v)
 	}
 	return nil
@@ -129,6 +130,7 @@ func (c *session) Data(m gomilter.Modifier) (resp *gomilter.Response, _ error) {
 		return c.final("data", c.tempFailVerdict()), nil
 	case !msg.restricted():
 		msg.reset()
+		c.srv.obs.MilterOrdinary()
 		return gomilter.RespAccept, nil
 	}
 	msg.noteQueueID(m)
@@ -226,9 +228,13 @@ func (c *session) recover(stage string, resp **gomilter.Response) {
 	}
 }
 
-// noteQueueID remembers the queue id for the log, once the MTA gives it.
+// noteQueueID remembers the queue id for the log, once the MTA gives it,
+// and the client's address for the guard.
 func (m *message) noteQueueID(mod gomilter.Modifier) {
 	if q := mod.Get(gomilter.MacroQueueId); q != "" {
 		m.qid = q
+	}
+	if a := mod.Get(gomilter.MacroClientAddr); a != "" {
+		m.client = a
 	}
 }

@@ -33,12 +33,13 @@ const (
 	Loop               // carries this list's loop marker
 	Malformed          // the message could not be read as mail
 	TempFail           // store or internal failure: try again later
+	Throttled          // too many unknown tokens from this client or sender (guard)
 )
 
 var reasonNames = [...]string{
 	Pass: "pass", NoToken: "no_token", Unknown: "unknown_token", Expired: "expired",
 	UsedUp: "used_up", Revoked: "revoked", WrongSender: "wrong_sender", WrongList: "wrong_list",
-	Loop: "loop", Malformed: "malformed", TempFail: "tempfail",
+	Loop: "loop", Malformed: "malformed", TempFail: "tempfail", Throttled: "throttled",
 }
 
 // String is the stable name used in logs and metrics.
@@ -62,7 +63,7 @@ type Verdict struct {
 func (v Verdict) OK() bool { return v.Reason == Pass }
 
 // Temporary reports whether the sender should try again later.
-func (v Verdict) Temporary() bool { return v.Reason == TempFail }
+func (v Verdict) Temporary() bool { return v.Reason == TempFail || v.Reason == Throttled }
 
 // Reply is an SMTP reply: code, enhanced status code (RFC 3463) and text.
 type Reply struct {
@@ -108,6 +109,9 @@ func (v Verdict) Reply() Reply {
 			text = "Message to " + addr + " could not be read: its header is malformed or too large"
 		}
 		return Reply{554, [3]int{5, 6, 0}, text}
+	case Throttled:
+		// RFC 3463 X.7.1: not authorized; 4xx because the block ends.
+		return Reply{450, [3]int{4, 7, 1}, "Too many invalid posting tokens for " + addr + " from this client or sender; try again later"}
 	}
 	return Reply{451, [3]int{4, 3, 0}, "Temporary failure checking the posting token, please try again later"}
 }

@@ -49,6 +49,7 @@ func BenchmarkFanOut10k(b *testing.B) {
 		return elapsed
 	}
 
+	b.ReportAllocs()
 	var batched, baseline time.Duration
 	for b.Loop() {
 		batched += run(50, 4)

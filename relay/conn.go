@@ -4,13 +4,11 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"fmt"
-	"io"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/emersion/go-sasl"
-	"github.com/emersion/go-smtp"
 )
 
 // quitTimeout bounds the polite QUIT at the end of a Send: the relay has
@@ -20,12 +18,15 @@ const quitTimeout = 5 * time.Second
 // conn is one established relay connection: greeted, encrypted and
 // authenticated as configured, ready for transactions.
 type conn struct {
-	c       *smtp.Client
-	raw     net.Conn
-	timeout time.Duration // for every command, reply and write
-	utf8    bool          // the relay offers SMTPUTF8
-	txns    int           // transactions completed on it
-	stop    func() bool   // unregisters the context watcher
+	w          *wire
+	raw        net.Conn
+	timeout    time.Duration // for every command, reply and write
+	utf8       bool          // the relay offers SMTPUTF8
+	eightBit   bool          // the relay offers 8BITMIME
+	pipelining bool          // the relay offers PIPELINING
+	txns       int           // transactions completed on it
+	stop       func() bool   // unregisters the context watcher
+	buf        []byte        // for copying messages, reused
 }
 
 // connect dials the relay and brings the connection to the point where MAIL
@@ -35,8 +36,8 @@ func (cl *Client) connect(ctx context.Context) (*conn, *Error) {
 	if err != nil {
 		return nil, connError(ctx, StageConnect, err)
 	}
-	// Closing the socket is the one way to interrupt go-smtp's blocking
-	// reads and writes when the context is cancelled.
+	// Closing the socket is the one way to interrupt blocking reads and
+	// writes when the context is cancelled.
 	k := &conn{raw: raw, timeout: cl.cfg.CommandTimeout.D(),
 		stop: context.AfterFunc(ctx, func() { raw.Close() })}
 	if e := k.setup(ctx, cl); e != nil {
@@ -48,72 +49,87 @@ func (cl *Client) connect(ctx context.Context) (*conn, *Error) {
 
 func (k *conn) setup(ctx context.Context, cl *Client) *Error {
 	cfg := cl.cfg
+	if strings.ContainsAny(cfg.HeloName, "\r\n") {
+		// It would end the command and start another.
+		return &Error{Temporary: true, Stage: StageHelo, Message: "the HELO name contains a line break"}
+	}
 	switch cfg.TLS {
 	case "tls":
-		tc := tls.Client(k.raw, cl.tls)
-		hctx, cancel := context.WithTimeout(ctx, k.timeout)
-		err := tc.HandshakeContext(hctx)
-		cancel()
-		if err != nil {
-			return connError(ctx, StageTLS, err)
+		tc, e := k.handshake(ctx, cl)
+		if e != nil {
+			return e
 		}
-		k.c = smtp.NewClient(tc)
+		k.w = newWire(tc, k.timeout)
+		if err := k.w.greet(cfg.HeloName); err != nil {
+			return connError(ctx, StageHelo, err)
+		}
 	case "starttls":
-		// NewClientStartTLS reads the greeting, sends "EHLO localhost" (the
-		// name cannot be chosen before TLS), then STARTTLS, all in one call:
-		// its failures, including a server without STARTTLS, are all stage
-		// "tls". It runs under go-smtp's 5-minute default timeouts, as the
-		// Client is not ours before it returns: a watchdog holds it to one
-		// command timeout per exchange. The handshake itself happens at
-		// the first write, in Hello.
-		limit := 3 * k.timeout
-		watchdog := time.AfterFunc(limit, func() { k.raw.Close() })
-		c, err := smtp.NewClientStartTLS(k.raw, cl.tls)
-		if !watchdog.Stop() && ctx.Err() == nil {
-			return &Error{Temporary: true, Stage: StageTLS, Message: fmt.Sprintf("timeout: no STARTTLS within %v", limit)}
-		}
-		if err != nil {
+		// Greeting, EHLO, STARTTLS and the handshake: a failure of any of
+		// them, including a relay that does not offer STARTTLS, is stage
+		// "tls". Never a fall back to plain text.
+		k.w = newWire(k.raw, k.timeout)
+		if err := k.w.greet(cfg.HeloName); err != nil {
 			return connError(ctx, StageTLS, err)
 		}
-		k.c = c
-	default:
-		k.c = smtp.NewClient(k.raw)
-	}
-	// go-smtp's defaults are 5 and 12 minutes; it sets the deadline
-	// before each command and clears it after the reply.
-	k.c.CommandTimeout, k.c.SubmissionTimeout = k.timeout, k.timeout
-	if err := k.c.Hello(cfg.HeloName); err != nil {
-		if st, ok := k.c.TLSConnectionState(); ok && !st.HandshakeComplete {
-			return connError(ctx, StageTLS, err) // e.g. the certificate
+		if !k.w.has("STARTTLS") {
+			return &Error{Temporary: true, Stage: StageTLS, Message: "the relay does not offer STARTTLS"}
 		}
-		return connError(ctx, StageHelo, err)
+		if _, _, err := k.w.cmd(220, "STARTTLS"); err != nil {
+			return connError(ctx, StageTLS, err)
+		}
+		tc, e := k.handshake(ctx, cl)
+		if e != nil {
+			return e
+		}
+		// RFC 3207 section 4.2: forget what was said in clear, say EHLO again.
+		k.w = newWire(tc, k.timeout)
+		if err := k.w.hello(cfg.HeloName); err != nil {
+			return connError(ctx, StageHelo, err)
+		}
+	default:
+		k.w = newWire(k.raw, k.timeout)
+		if err := k.w.greet(cfg.HeloName); err != nil {
+			return connError(ctx, StageHelo, err)
+		}
 	}
 	if cfg.Username != "" {
 		if e := k.auth(ctx, cfg.Username, cfg.Password); e != nil {
 			return e
 		}
 	}
-	k.utf8, _ = k.c.Extension("SMTPUTF8")
+	k.utf8, k.eightBit, k.pipelining = k.w.has("SMTPUTF8"), k.w.has("8BITMIME"), k.w.has("PIPELINING")
+	k.buf = make([]byte, 32<<10)
 	return nil
 }
 
-// auth logs in with PLAIN if offered, else LOGIN. go-smtp's Auth would send
-// the password over plain text if asked: the TLS check is ours.
+// handshake runs the TLS handshake on the raw connection, bounded by one
+// command timeout. A certificate that does not verify fails here.
+func (k *conn) handshake(ctx context.Context, cl *Client) (*tls.Conn, *Error) {
+	tc := tls.Client(k.raw, cl.tls)
+	hctx, cancel := context.WithTimeout(ctx, k.timeout)
+	defer cancel()
+	if err := tc.HandshakeContext(hctx); err != nil {
+		return nil, connError(ctx, StageTLS, err)
+	}
+	return tc, nil
+}
+
+// auth logs in with PLAIN if offered, else LOGIN, and only over TLS.
 func (k *conn) auth(ctx context.Context, user, pass string) *Error {
-	if _, ok := k.c.TLSConnectionState(); !ok {
+	if _, ok := k.w.conn.(*tls.Conn); !ok {
 		return &Error{Temporary: true, Stage: StageAuth,
 			Message: "not sending credentials over a connection without TLS"}
 	}
 	var mech sasl.Client
 	switch {
-	case k.c.SupportsAuth(sasl.Plain):
+	case k.w.supportsAuth(sasl.Plain):
 		mech = sasl.NewPlainClient("", user, pass)
-	case k.c.SupportsAuth(sasl.Login):
+	case k.w.supportsAuth(sasl.Login):
 		mech = &loginClient{user: user, pass: pass}
 	default:
 		return &Error{Temporary: true, Stage: StageAuth, Message: "the relay offers neither AUTH PLAIN nor AUTH LOGIN"}
 	}
-	if err := k.c.Auth(mech); err != nil {
+	if err := k.w.auth(mech); err != nil {
 		return connError(ctx, StageAuth, err) // never permanent: see replyError
 	}
 	return nil
@@ -122,34 +138,17 @@ func (k *conn) auth(ctx context.Context, user, pass string) *Error {
 // quit ends the conversation politely, unless the context is done.
 func (k *conn) quit(ctx context.Context) {
 	if ctx.Err() == nil {
-		k.c.CommandTimeout = min(k.timeout, quitTimeout)
-		k.c.Quit()
+		k.w.timeout = min(k.timeout, quitTimeout)
+		k.w.cmd(221, "QUIT")
 	}
 	k.close()
 }
 
-// close closes the socket first: closing go-smtp's TLS layer first would
-// try to send close_notify to a relay that may have stopped reading.
+// close closes the socket. With TLS, no close_notify is sent: the relay
+// may have stopped reading, and QUIT has ended the conversation already.
 func (k *conn) close() {
 	k.stop()
 	k.raw.Close()
-	if k.c != nil {
-		k.c.Close()
-	}
-}
-
-// deadlineWriter gives every write of the message a fresh deadline: a
-// relay that stops reading fails the transfer after the command timeout,
-// however long the whole message takes (RFC 5321 section 4.5.3.2.5 times
-// each block, not the transfer). go-smtp sets no deadline for the data.
-type deadlineWriter struct {
-	k *conn
-	w io.Writer
-}
-
-func (d deadlineWriter) Write(p []byte) (int, error) {
-	d.k.raw.SetWriteDeadline(time.Now().Add(d.k.timeout))
-	return d.w.Write(p)
 }
 
 // loginClient is AUTH LOGIN without an initial response, answering the

@@ -44,7 +44,8 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("relay %s: %s%s (%s)", e.Stage, reply, e.Message, kind)
 }
 
-// replyError turns what go-smtp returned at stage into an Error.
+// replyError turns what the relay connection (wire) returned at stage into
+// an Error; replies come as *smtp.SMTPError.
 //
 // Only a 5xx reply to RCPT or to DATA is permanent: it is the relay's
 // verdict on a recipient or a message. Everything else is temporary, 5xx
@@ -68,7 +69,7 @@ func replyError(stage string, err error) *Error {
 
 // connError is replyError that names a cancelled context or a timeout as
 // the cause of a failure without a reply: cancellation closes the
-// connection under go-smtp's feet, and "use of closed network connection"
+// connection under the reader's feet, and "use of closed network connection"
 // would hide why.
 func connError(ctx context.Context, stage string, err error) *Error {
 	var se *smtp.SMTPError

@@ -47,6 +47,7 @@ type Client struct {
 	log    *slog.Logger
 	tls    *tls.Config // nil for tls = "none"
 	dialer net.Dialer
+	obs    Observer // nil: none (see WithObserver)
 }
 
 // Result is the outcome for one recipient. Err is nil when the relay

@@ -4,9 +4,6 @@ import (
 	"context"
 	"io"
 	"strings"
-	"time"
-
-	"github.com/emersion/go-smtp"
 )
 
 // outcome is what one transaction did.
@@ -28,9 +25,16 @@ func localRefusal(code int, enhanced [3]int, msg string) *Error {
 	return &Error{Code: code, Enhanced: enhanced, Stage: StageRcpt, Message: msg}
 }
 
+// pipelineWindow bounds the commands sent before their replies are read.
+// The replies of a window must fit the socket buffers: a relay that cannot
+// write its replies stops reading our commands, and both would wait.
+const pipelineWindow = 100
+
 // transact sends one transaction: MAIL, a RCPT per recipient, DATA. A
 // refused recipient does not stop the others (unlike go-smtp's SendMail).
-// Every recipient of rcpts gets a final result.
+// Every recipient of rcpts gets a final result. When the relay offers
+// PIPELINING the commands go out together (up to pipelineWindow at a time)
+// and their replies are read in order; otherwise each waits for its reply.
 func (k *conn) transact(ctx context.Context, from string, rcpts []string, body func() io.Reader) (o outcome) {
 	o.results = make([]Result, len(rcpts))
 	for i, r := range rcpts {
@@ -75,55 +79,167 @@ func (k *conn) transact(ctx context.Context, from string, rcpts []string, body f
 		fail(send, o.refused)
 		return o
 	}
-	if err := k.c.Mail(from, &smtp.MailOptions{UTF8: utf8}); err != nil {
-		e := connError(ctx, StageMail, err) // always temporary
-		fail(send, e)
-		if connLost(err) {
-			o.lost, o.replay = e, true
-		} else {
-			o.refused = e
-		}
-		return o
-	}
 
-	o.stage = StageRcpt
+	// The commands: MAIL, then the RCPTs, then DATA (the last command of a
+	// pipelined group, RFC 2920 section 3.1).
+	window := 1
+	if k.pipelining {
+		window = pipelineWindow
+	}
+	n := len(send) + 2
 	var accepted []int
-	for n, i := range send {
-		err := k.c.Rcpt(rcpts[i], nil)
-		if err == nil {
-			accepted = append(accepted, i)
-			continue
+	for first := 0; first < n; first += window {
+		last := min(first+window, n)
+		if !k.pipelining && last == n && len(accepted) == 0 {
+			// No DATA without a recipient: abandon the transaction.
+			o.lost = k.reset(ctx, StageRcpt)
+			return o
 		}
-		e := connError(ctx, StageRcpt, err)
-		o.results[i].Err = e
-		if connLost(err) {
+		for c := first; c < last; c++ {
+			k.command(c, from, rcpts, send, utf8)
+		}
+		if err := k.w.flush(); err != nil {
+			// Nothing of this window reached the relay, or nothing it
+			// could act on: the recipients without a reply yet fail.
+			e := connError(ctx, stageOf(first, n), err)
+			o.stage = e.Stage
 			fail(accepted, e)
-			fail(send[n+1:], e)
+			fail(send[max(first-1, 0):], e)
 			o.lost, o.replay = e, true
 			return o
 		}
+		for c := first; c < last; c++ {
+			switch {
+			case c == 0:
+				if _, _, err := k.w.reply(250); err != nil {
+					e := connError(ctx, StageMail, err) // always temporary
+					fail(send, e)
+					if connLost(err) {
+						o.lost, o.replay = e, true
+						return o
+					}
+					o.refused = e
+					// The replies already on their way say that there is no
+					// transaction; read them, and send no more.
+					k.drain(ctx, &o, c+1, last, n)
+					return o
+				}
+				o.stage = StageRcpt
+			case c < n-1:
+				i := send[c-1]
+				if _, _, err := k.w.reply(25); err != nil {
+					e := connError(ctx, StageRcpt, err)
+					o.results[i].Err = e
+					if connLost(err) {
+						fail(accepted, e)
+						fail(send[c:], e)
+						o.lost, o.replay = e, true
+						return o
+					}
+					continue
+				}
+				accepted = append(accepted, i)
+			default:
+				o.accepted = len(accepted)
+				o.stage = StageData
+				if !k.data(ctx, &o, accepted, body) {
+					return o
+				}
+			}
+		}
 	}
-	o.accepted = len(accepted)
-	if len(accepted) == 0 {
-		// No DATA without a recipient: abandon the transaction.
-		o.lost = k.reset(ctx, StageRcpt)
-		return o
-	}
+	k.txns++
+	return o
+}
 
-	o.stage = StageData
-	w, err := k.c.Data()
-	if err != nil {
+// command buffers command c of a transaction: 0 is MAIL, 1 to len(send)
+// the RCPTs, len(send)+1 DATA.
+func (k *conn) command(c int, from string, rcpts []string, send []int, utf8 bool) {
+	switch {
+	case c == 0:
+		ext := ""
+		if k.eightBit {
+			ext = " BODY=8BITMIME"
+		}
+		if utf8 {
+			ext += " SMTPUTF8"
+		}
+		k.w.line("MAIL FROM:<", from, ">", ext)
+	case c <= len(send):
+		k.w.line("RCPT TO:<", rcpts[send[c-1]], ">")
+	default:
+		k.w.line("DATA")
+	}
+}
+
+// stageOf names the stage of the first command of a window, for a failure
+// to send it.
+func stageOf(first, n int) string {
+	switch {
+	case first == 0:
+		return StageMail
+	case first == n-1:
+		return StageData
+	}
+	return StageRcpt
+}
+
+// drain reads the replies to commands from to last-1 of a window whose
+// MAIL was refused. A relay that answers DATA with 354 anyway gets an empty
+// message (only the final dot). A failure to read loses the connection.
+func (k *conn) drain(ctx context.Context, o *outcome, from, last, n int) {
+	for c := from; c < last; c++ {
+		expect := 25
+		if c == n-1 {
+			expect = 354
+		}
+		_, _, err := k.w.reply(expect)
+		if err == nil && c == n-1 {
+			_, _, err = k.w.cmd(0, ".")
+		}
+		if err != nil && connLost(err) {
+			o.lost = connError(ctx, o.stage, err)
+			return
+		}
+	}
+}
+
+// data reads the reply to DATA and, when the relay is ready and some
+// recipient was accepted, sends the message and reads the final reply. It
+// reports whether the transaction completed.
+func (k *conn) data(ctx context.Context, o *outcome, accepted []int, body func() io.Reader) bool {
+	fail := func(e *Error) {
+		for _, i := range accepted {
+			o.results[i].Err = e
+		}
+	}
+	_, _, err := k.w.reply(354)
+	switch {
+	case err != nil && connLost(err):
 		e := connError(ctx, StageData, err)
-		fail(accepted, e)
-		if connLost(err) {
-			o.lost, o.replay = e, true
+		fail(e)
+		o.lost, o.replay = e, true
+		return false
+	case err != nil:
+		fail(connError(ctx, StageData, err))
+		if len(accepted) == 0 {
+			o.lost = k.reset(ctx, StageRcpt)
 		} else {
 			o.lost = k.reset(ctx, StageData)
 		}
-		return o
+		return false
+	case len(accepted) == 0:
+		// Pipelined DATA after every RCPT was refused, and a relay that
+		// wants the message anyway: end it at once, empty.
+		if _, _, err := k.w.cmd(0, "."); err != nil && connLost(err) {
+			o.lost = connError(ctx, StageData, err)
+		}
+		return false
 	}
+
 	src := &errReader{r: body()}
-	if _, err := io.Copy(deadlineWriter{k, w}, src); err != nil {
+	dw := &dotWriter{w: k.w.w, bol: true}
+	if _, err := io.CopyBuffer(dw, src, k.buf); err != nil {
 		// The message is cut short. Ending it with the dot would deliver a
 		// truncated copy: only dropping the connection aborts it.
 		if src.err != nil {
@@ -131,29 +247,35 @@ func (k *conn) transact(ctx context.Context, from string, rcpts []string, body f
 		} else {
 			o.lost, o.replay = connError(ctx, StageData, err), true
 		}
-		fail(accepted, o.lost)
-		return o
+		fail(o.lost)
+		return false
 	}
-	k.raw.SetWriteDeadline(time.Now().Add(k.timeout)) // Close flushes the end
-	if err := w.Close(); err != nil {
+	if err := dw.Close(); err != nil {
+		// Perhaps the end of the message reached the relay: the outcome is
+		// unknown, as below.
+		e := connError(ctx, StageData, err)
+		fail(e)
+		o.lost = e
+		return false
+	}
+	if _, _, err := k.w.reply(250); err != nil {
 		// Without a reply after the final dot the outcome is unknown (RFC
 		// 1047): temporary, and not replayed here. A retry may duplicate
 		// the copy; any other choice may lose it.
 		e := connError(ctx, StageData, err)
-		fail(accepted, e)
+		fail(e)
 		if connLost(err) {
 			o.lost = e
 		}
-		return o
+		return false
 	}
-	k.txns++
-	return o
+	return true
 }
 
 // reset abandons the transaction with RSET; it returns the error that
 // makes the connection unusable, if any.
 func (k *conn) reset(ctx context.Context, stage string) *Error {
-	if err := k.c.Reset(); err != nil {
+	if _, _, err := k.w.cmd(250, "RSET"); err != nil {
 		return connError(ctx, stage, err)
 	}
 	return nil

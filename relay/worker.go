@@ -69,7 +69,10 @@ func (r *run) work(id int) {
 		}
 		if k == nil {
 			var e *Error
-			if k, e = r.cl.connect(r.ctx); e != nil {
+			connStart := time.Now()
+			k, e = r.cl.connect(r.ctx)
+			r.cl.observeConnect(connStart, e)
+			if e != nil {
 				if r.ctx.Err() == nil {
 					log.Warn("relay connection failed", "stage", e.Stage, "error", e)
 				}
@@ -88,6 +91,7 @@ func (r *run) work(id int) {
 
 		start, reused := time.Now(), k.txns > 0
 		o := k.transact(r.ctx, r.from, b.rcpts, r.body)
+		r.cl.observeTransaction(start, o)
 		ok, temp, perm := tally(o.results)
 		log.Debug("relay transaction", "rcpts", len(b.rcpts), "accepted", o.accepted,
 			"delivered", ok, "temporary", temp, "permanent", perm, "stage", o.stage,

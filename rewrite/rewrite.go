@@ -97,7 +97,11 @@ func Write(w io.Writer, r io.Reader, c Copy) (Result, error) {
 }
 
 func (c *Copy) body(out io.Writer, contentType string, br *bufio.Reader) (int, error) {
-	_, removed, err := c.Finder.StripParts(out, contentType, br)
+	sc := newScrubber(out, c.Finder.Prefix, c.Token) // scrub.go
+	_, removed, err := c.Finder.StripParts(sc, contentType, br)
+	if err == nil {
+		err = sc.flush()
+	}
 	if err != nil {
 		return removed, fmt.Errorf("copying the body: %w", err)
 	}
@@ -140,9 +144,11 @@ func (c *Copy) header(h *textproto.Header) textproto.Header {
 	nh.Add("List-Post", "NO")
 	nh.Add("List-Id", formatAddress(c.List.Name, c.List.ID()))
 	if !c.HideSender && len(from) > 0 && !hadReplyTo {
-		nh.Add("Reply-To", formatList(from))
+		nh.Add("Reply-To", string(c.scrub([]byte(formatList(from)))))
 	}
-	nh.Add("From", c.fromField(from))
+	// The author's name is decoded from RFC 2047 and written anew: a token
+	// hidden in an encoded word would come out in clear.
+	nh.Add("From", string(c.scrub([]byte(c.fromField(from)))))
 	return nh
 }
 
@@ -199,7 +205,10 @@ func (c *Copy) drop(key string) bool {
 func (c *Copy) scrub(raw []byte) []byte {
 	raw = scrubSubaddresses(raw, c.Lists, c.Delimiter)
 	if c.Token != "" {
-		raw = replaceFold(raw, []byte(c.Token), []byte("[token removed]"))
+		raw = replaceFold(raw, []byte(c.Token), []byte(removedMarker))
+	}
+	if p := c.Finder.Prefix; p != "" && bytes.Contains(raw, []byte(p)) {
+		raw = scrubPrefixed(raw, []byte(p))
 	}
 	return raw
 }
@@ -237,10 +246,13 @@ func scrubSubaddresses(raw []byte, lists []address.Address, delim string) []byte
 	if delim == "" || len(lists) == 0 || bytes.IndexByte(raw, '@') < 0 {
 		return raw
 	}
-	lower := bytes.ToLower(raw)
+	// ASCII folding keeps lower's indexes valid in raw (see replaceFold):
+	// bytes.ToLower made an 8-bit header scrub the wrong bytes.
+	lower := append([]byte(nil), raw...)
+	lowerASCII(lower)
 	for _, l := range lists {
 		local := strings.ToLower(l.Local)
-		tail := []byte("@" + l.Domain)
+		tail := []byte("@" + strings.ToLower(l.Domain))
 		for from := 0; ; {
 			at := bytes.Index(lower[from:], tail)
 			if at < 0 {
@@ -282,7 +294,14 @@ func replaceFold(b, old, new []byte) []byte {
 	if len(old) == 0 {
 		return b
 	}
-	lb, lo := bytes.ToLower(b), bytes.ToLower(old)
+	// ASCII case folding only: bytes.ToLower turns a byte that is not
+	// UTF-8 (Latin-1 text, say) into three, and the indexes found in the
+	// folded copy would no longer fit b — a panic found by FuzzWrite. Tokens
+	// are ASCII.
+	lb := append([]byte(nil), b...)
+	lo := append([]byte(nil), old...)
+	lowerASCII(lb)
+	lowerASCII(lo)
 	if !bytes.Contains(lb, lo) {
 		return b
 	}

@@ -91,15 +91,8 @@ func (s *DB) BeginDelivery(ctx context.Context, d Delivery, rcpts []string) (rec
 			d.ID, d.List, d.TokenID, d.Sender, d.HideSender, d.Created.Unix()); err != nil {
 			return err
 		}
-		stmt, err := tx.PrepareContext(ctx, `INSERT OR IGNORE INTO delivery_recipients (delivery_id, rcpt) VALUES (?,?)`)
-		if err != nil {
+		if err := insertRecipients(ctx, tx, d.ID, rcpts); err != nil {
 			return err
-		}
-		defer stmt.Close()
-		for _, r := range rcpts {
-			if _, err := stmt.ExecContext(ctx, d.ID, r); err != nil {
-				return err
-			}
 		}
 		rec = d
 		rec.Created = d.Created.UTC().Truncate(time.Second)
@@ -166,17 +159,14 @@ func (s *DB) RecordOutcomes(ctx context.Context, id string, outs []Outcome, now 
 	if len(outs) == 0 {
 		return nil
 	}
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		stmt, err := tx.PrepareContext(ctx, `UPDATE delivery_recipients SET state = ?, detail = ?, updated = ? WHERE delivery_id = ? AND rcpt = ? AND state = 0`)
-		if err != nil {
-			return err
+	for _, o := range outs {
+		if o.State != Delivered && o.State != Failed {
+			return fmt.Errorf("recording %d outcome(s) of delivery %s: outcome for %s is not final", len(outs), id, o.Rcpt)
 		}
-		defer stmt.Close()
-		for _, o := range outs {
-			if o.State != Delivered && o.State != Failed {
-				return fmt.Errorf("outcome for %s is not final", o.Rcpt)
-			}
-			if _, err := stmt.ExecContext(ctx, o.State, o.Detail, now.Unix(), id, o.Rcpt); err != nil {
+	}
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		for _, g := range groupOutcomes(outs) {
+			if err := updateRecipients(ctx, tx, id, g, now); err != nil {
 				return err
 			}
 		}

@@ -336,9 +336,20 @@ func TestForwardedMessageIsNoCarrier(t *testing.T) {
 		if got := find(t, rm(), msg); got.OK() {
 			t.Errorf("token inside a forwarded message was found: %v", got)
 		}
-		out, _, removed := strip(t, rm(), msg)
-		if removed != 0 || out != bodyOf(t, msg) {
-			t.Errorf("StripParts changed the forwarded message (%d removed)", removed)
+		// Stripping removes the forwarded token file all the same (a copy
+		// carries nobody's token), and nothing else of the forwarded
+		// message; it is still not the message's token.
+		out, first, removed := strip(t, rm(), msg)
+		if removed != 1 || first != "" || strings.Contains(out, tok) {
+			t.Errorf("StripParts: %d removed, first %q; want the forwarded token part removed, not as the message's token", removed, first)
+		}
+		part := "--inner\n" + tokenPart("RMTOKEN"+tok+"\n")
+		if strings.Contains(msg, "\r\n") {
+			part = crlf(part)
+		}
+		want := strings.Replace(bodyOf(t, msg), part, "", 1)
+		if out != want {
+			t.Errorf("StripParts changed more than the forwarded token part:\n got %q\nwant %q", out, want)
 		}
 	})
 	// A token file of this message after the forwarded one still counts.
@@ -420,6 +431,34 @@ func TestZeroFinder(t *testing.T) {
 		}
 		if out, _, removed := strip(t, f, msg); removed != 0 || out != bodyOf(t, msg) {
 			t.Errorf("%+v: StripParts removed %d parts", f, removed)
+		}
+	}
+}
+
+// TestLongTokenInEncodedPart: only the start of an encoded part is decoded,
+// enough for a byte-order mark, the prefix, a token of MaxLength and the
+// byte after it; a token of MaxLength is found and a longer run is none,
+// whatever follows in the part.
+func TestLongTokenInEncodedPart(t *testing.T) {
+	t.Parallel()
+	bom := "\xEF\xBB\xBF"
+	tail := "\n" + strings.Repeat("more content after the token file\n", 300)
+	for _, n := range []int{MaxLength, MaxLength + 1} {
+		tok := strings.Repeat("k", n)
+		want := ""
+		if n <= MaxLength {
+			want = tok
+		}
+		content := bom + "RMTOKEN" + tok + tail
+		for name, part := range map[string]string{
+			"base64": "Content-Transfer-Encoding: base64\n\n" + b64Lines([]byte(content), 76, "\n"),
+			"qp":     "Content-Transfer-Encoding: quoted-printable\n\n=EF=BB=BFRMTOKEN" + tok + tail,
+		} {
+			endings(t, mixed("", textPart, part), func(t *testing.T, msg string) {
+				if got := find(t, rm(), msg); got.Token != want {
+					t.Errorf("%s, %d characters: Find = %q, want %q", name, n, got.Token, want)
+				}
+			})
 		}
 	}
 }

@@ -49,6 +49,10 @@ type walker struct {
 	midLine bool   // the previous read ended inside an overlong line
 	pending []byte // a delimiter line read ahead, to be handled next
 	hold    bytes.Buffer
+	// forwarded is the depth (len(stack)) from which the walk is inside a
+	// forwarded message, 0 when it is not: its token parts are removed
+	// when stripping but are never the message's token.
+	forwarded int
 }
 
 func newWalker(prefix string, body io.Reader, out io.Writer) *walker {
@@ -56,7 +60,19 @@ func newWalker(prefix string, body io.Reader, out io.Writer) *walker {
 	if !ok || br.Size() < readBuffer {
 		br = bufio.NewReaderSize(body, readBuffer)
 	}
-	return &walker{br: br, out: out, prefix: []byte(prefix)}
+	w := &walker{br: br, out: out, prefix: []byte(prefix)}
+	// One allocation for what leaf holds of each part, instead of the
+	// doublings of a growing buffer for every message.
+	w.hold.Grow(peekLimit + 1<<10)
+	return w
+}
+
+// partHeader parses a part header read into hold. The reader's buffer is
+// the header's size: bufio's default of 4 KiB for every part was most of
+// what finding a token allocated.
+func partHeader(b []byte) textproto.Header {
+	h, _ := textproto.ReadHeader(bufio.NewReaderSize(bytes.NewReader(b), len(b)))
+	return h
 }
 
 // readLine returns the next line with its terminator, or the next buffer-full
@@ -138,6 +154,11 @@ func (w *walker) onDelimiter(line []byte, level int, closing bool) error {
 	w.stack = w.stack[:level+1]
 	if closing {
 		w.stack = w.stack[:level]
+	}
+	if w.forwarded > len(w.stack) {
+		w.forwarded = 0 // the forwarded message has ended
+	}
+	if closing {
 		return w.emit(line)
 	}
 	w.hold.Reset()
@@ -147,7 +168,7 @@ func (w *walker) onDelimiter(line []byte, level int, closing bool) error {
 	if err != nil || !complete {
 		return firstErr(err, w.flushHold())
 	}
-	h, _ := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(w.hold.Bytes()[headerStart:])))
+	h := partHeader(w.hold.Bytes()[headerStart:])
 	ct := h.Get("Content-Type")
 	if b := boundary(ct); b != "" && len(w.stack) < maxDepth {
 		w.stack = append(w.stack, []byte("--"+b))
@@ -155,10 +176,34 @@ func (w *walker) onDelimiter(line []byte, level int, closing bool) error {
 	}
 	if isMessage(ct) {
 		// A forwarded message is somebody else's mail: a token file inside
-		// it does not authorise this one.
+		// it does not authorise this one. When stripping, its token files
+		// go all the same: a copy carries nobody's token.
+		if w.out != nil && len(w.stack) < maxDepth {
+			return w.enterForwarded()
+		}
 		return w.flushHold()
 	}
 	return w.leaf(headerStart, h.Get("Content-Transfer-Encoding"))
+}
+
+// enterForwarded passes on the header of a message/rfc822 part and of the
+// message in it, and walks that message's parts when it is multipart.
+func (w *walker) enterForwarded() error {
+	if err := w.flushHold(); err != nil {
+		return err
+	}
+	complete, err := w.readPartHeader()
+	if err != nil || !complete {
+		return firstErr(err, w.flushHold())
+	}
+	h := partHeader(w.hold.Bytes())
+	if b := boundary(h.Get("Content-Type")); b != "" {
+		w.stack = append(w.stack, []byte("--"+b))
+		if w.forwarded == 0 {
+			w.forwarded = len(w.stack)
+		}
+	}
+	return w.flushHold()
 }
 
 // readPartHeader reads a part header into hold. It returns false when the
@@ -215,7 +260,7 @@ func (w *walker) leaf(headerEnd int, cte string) error {
 	if tok == "" {
 		return w.flushHold()
 	}
-	if w.first == "" {
+	if w.first == "" && w.forwarded == 0 {
 		w.first = tok
 	}
 	w.removed++
@@ -272,14 +317,18 @@ func tokenIn(prefix []byte, cte string, raw []byte) string {
 		// config refuses an empty prefix; a zero Finder must be harmless too.
 		return ""
 	}
+	// Only the start of the content decides: a byte-order mark, the prefix
+	// and a token of at most MaxLength characters, and one more byte to
+	// see that the token ends there.
+	need := len(utf8BOM) + len(prefix) + MaxLength + 1
 	var dec []byte
 	switch strings.ToLower(strings.TrimSpace(cte)) {
 	case "base64":
-		dec = decodeBase64Prefix(raw)
+		dec = decodeBase64Prefix(raw, need)
 	case "quoted-printable":
 		// ReadAll returns what decoded before any error: a broken escape
 		// later in the part does not hide a token at its start.
-		dec, _ = io.ReadAll(quotedprintable.NewReader(bytes.NewReader(raw)))
+		dec, _ = io.ReadAll(io.LimitReader(quotedprintable.NewReader(bytes.NewReader(raw)), int64(need)))
 	default:
 		dec = raw
 	}
@@ -291,11 +340,16 @@ func tokenIn(prefix []byte, cte string, raw []byte) string {
 }
 
 // decodeBase64Prefix decodes as much of raw as forms whole base64 quanta,
-// ignoring line breaks and any other character outside the alphabet (RFC
-// 2045 §6.8 tells decoders to ignore them).
-func decodeBase64Prefix(raw []byte) []byte {
-	clean := make([]byte, 0, len(raw))
+// up to the quantum that holds the need-th byte, ignoring line breaks and
+// any other character outside the alphabet (RFC 2045 §6.8 tells decoders
+// to ignore them).
+func decodeBase64Prefix(raw []byte, need int) []byte {
+	limit := (need + 2) / 3 * 4
+	clean := make([]byte, 0, min(len(raw), limit))
 	for _, c := range raw {
+		if len(clean) == limit {
+			break
+		}
 		if c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '+' || c == '/' || c == '=' {
 			clean = append(clean, c)
 		}

@@ -12,7 +12,7 @@ import (
 
 // runDemo runs internal/demo: the main job without Postfix.
 func runDemo(ctx context.Context, args []string, out, errOut io.Writer) int {
-	fs := newFlags("demo", "demo [--keep]", errOut)
+	fs := newFlags("demo", "demo [--keep] [-v]", errOut)
 	keep := fs.Bool("keep", false, "keep the demo's temporary directory")
 	verbose := fs.Bool("v", false, "show the daemon's log")
 	pos, err := parseInterspersed(fs, args)

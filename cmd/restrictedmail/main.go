@@ -40,9 +40,11 @@ type command struct {
 
 func commands() []command {
 	return []command{
-		{"serve", "run the milter and the LMTP endpoint", runServe},
+		{"serve", "run the milter, the LMTP endpoint and the metrics endpoint", runServe},
 		{"check-config", "check the configuration and list every problem", runCheckConfig},
 		{"token", "issue, list and revoke posting tokens (token help)", runToken},
+		{"test", "dry run: what the milter and the LMTP endpoint would do with a message", runTest},
+		{"dkim", "generate DKIM keys and check their DNS records (dkim help)", runDKIM},
 		{"demo", "show the main job end to end, on the embedded defaults", runDemo},
 		{"version", "print the version", runVersion},
 		{"help", "show this help", nil},

@@ -3,17 +3,22 @@ package main
 import (
 	"context"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 
-	"github.com/restrictedmail/restrictedmail/config"
 	"github.com/restrictedmail/restrictedmail/daemon"
 )
 
 func runServe(ctx context.Context, args []string, _, errOut io.Writer) int {
-	fs := newFlags("serve", "serve [--config FILE]", errOut)
+	fs := newFlags("serve", `serve [--config FILE]
+
+Runs the milter, the LMTP endpoint and, when [http] listen is set, the
+metrics and health endpoint, in the foreground, logging to stderr.
+Signals: SIGHUP re-reads the configuration and the recipients files (a
+file with errors is refused and the configuration in force kept);
+SIGTERM or SIGINT stop accepting and let deliveries in flight finish for
+lmtp.shutdown_timeout.`, errOut)
 	path := fs.String("config", defaultConfig, "configuration `file`")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
@@ -27,6 +32,7 @@ func runServe(ctx context.Context, args []string, _, errOut io.Writer) int {
 		return exitFailure
 	}
 	log := newLogger(cfg, errOut)
+	daemon.RouteMilterWarnings(log) // once per process, before any milter runs
 	d, err := daemon.Start(ctx, cfg, log)
 	if err != nil {
 		log.Error("starting", "err", err)
@@ -48,7 +54,7 @@ loop:
 			code = exitFailure
 			break loop
 		case <-hup:
-			reload(d, *path, log)
+			_ = d.ReloadFile(*path) // it logs; a refusal keeps the configuration in force
 		}
 	}
 	log.Info("shutting down", "timeout", d.Config().LMTP.ShutdownTimeout.String())
@@ -59,26 +65,4 @@ loop:
 	}
 	log.Info("stopped")
 	return code
-}
-
-// reload re-reads the configuration (and the recipients files). A file
-// with errors is refused and the configuration in force kept.
-func reload(d *daemon.Daemon, path string, log *slog.Logger) {
-	cfg, problems := config.Load(path)
-	if problems.HasErrors() {
-		log.Error("reload refused: the configuration has errors; keeping the one in force", "errors", problems.Error())
-		return
-	}
-	for _, p := range problems {
-		log.Warn("configuration", "problem", p.String())
-	}
-	warnings, err := d.Reload(cfg)
-	if err != nil {
-		log.Error("reload refused; keeping the configuration in force", "err", err)
-		return
-	}
-	for _, w := range warnings {
-		log.Warn("reload", "note", w)
-	}
-	log.Info("configuration reloaded", "config", path, "lists", len(cfg.Lists))
 }

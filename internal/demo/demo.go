@@ -6,7 +6,6 @@
 package demo
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/ed25519"
@@ -25,14 +24,13 @@ import (
 	"sync"
 	"time"
 
-	gomilter "github.com/d--j/go-milter"
 	"github.com/emersion/go-msgauth/dkim"
 	"github.com/emersion/go-smtp"
 
 	"github.com/restrictedmail/restrictedmail/address"
 	"github.com/restrictedmail/restrictedmail/config"
 	"github.com/restrictedmail/restrictedmail/daemon"
-	"github.com/restrictedmail/restrictedmail/mailheader"
+	"github.com/restrictedmail/restrictedmail/internal/milterclient"
 	"github.com/restrictedmail/restrictedmail/policy"
 	"github.com/restrictedmail/restrictedmail/store"
 	"github.com/restrictedmail/restrictedmail/token"
@@ -70,7 +68,7 @@ func Run(ctx context.Context, dir string, out io.Writer, log *slog.Logger) error
 		what string
 		msg  []byte
 	}{{"without a token", demoMessage("", false)}, {"with the token attached", msg}} {
-		verdict, err := askMilter(d.MilterAddr().String(), c.msg)
+		verdict, err := milterclient.Ask("tcp", d.MilterAddr().String(), "alice@example.net", []string{demoList}, c.msg)
 		if err != nil {
 			return err
 		}
@@ -167,69 +165,6 @@ func demoMessage(tokenFile string, withToken bool) []byte {
 	}
 	b.WriteString("--b1--\r\n")
 	return []byte(b.String())
-}
-
-// askMilter plays Postfix's part of the milter conversation.
-func askMilter(addr string, msg []byte) (string, error) {
-	s, err := gomilter.NewClient("tcp", addr).Session(nil)
-	if err != nil {
-		return "", fmt.Errorf("connecting to the milter: %w", err)
-	}
-	defer s.Close()
-	steps := []func() (*gomilter.Action, error){
-		func() (*gomilter.Action, error) {
-			return s.Conn("client.example.net", gomilter.FamilyInet, 25, "192.0.2.1")
-		},
-		func() (*gomilter.Action, error) { return s.Helo("client.example.net") },
-		func() (*gomilter.Action, error) { return s.Mail("alice@example.net", "") },
-		func() (*gomilter.Action, error) { return s.Rcpt(demoList, "") },
-		func() (*gomilter.Action, error) { return s.DataStart() },
-	}
-	for _, st := range steps {
-		act, err := st()
-		if err != nil {
-			return "", fmt.Errorf("milter conversation: %w", err)
-		}
-		if act.StopProcessing() {
-			return describe(act), nil
-		}
-	}
-	br := bufio.NewReader(bytes.NewReader(msg))
-	h, err := mailheader.Read(br)
-	if err != nil {
-		return "", err
-	}
-	for f := h.Fields(); f.Next(); {
-		act, err := s.HeaderField(f.Key(), f.Value(), nil)
-		if err != nil {
-			return "", fmt.Errorf("milter conversation: %w", err)
-		}
-		if act.StopProcessing() {
-			return describe(act), nil
-		}
-	}
-	act, err := s.HeaderEnd()
-	if err != nil {
-		return "", fmt.Errorf("milter conversation: %w", err)
-	}
-	if act.StopProcessing() {
-		return describe(act), nil
-	}
-	_, act, err = s.BodyReadFrom(br)
-	if err != nil {
-		return "", fmt.Errorf("milter conversation: %w", err)
-	}
-	return describe(act), nil
-}
-
-func describe(a *gomilter.Action) string {
-	switch a.Type {
-	case gomilter.ActionAccept, gomilter.ActionContinue:
-		return "accepted"
-	case gomilter.ActionRejectWithCode, gomilter.ActionReject, gomilter.ActionTempFail:
-		return "rejected: " + a.SMTPReply
-	}
-	return a.String()
 }
 
 // sendLMTP plays Postfix's LMTP client and returns the per-recipient reply.
