@@ -227,3 +227,24 @@ func TestDomain(t *testing.T) {
 		}
 	}
 }
+
+// TestParseInvalidALabel: an "xn--" label is checked as punycode, also on
+// the fast path for lower-case ASCII domains.
+func TestParseInvalidALabel(t *testing.T) {
+	t.Parallel()
+	if _, err := Parse("a@xn--zz.example"); err == nil {
+		t.Error("an invalid A-label was accepted")
+	}
+	if a, err := Parse("a@xn--bcher-kva.example"); err != nil || a.Domain != "xn--bcher-kva.example" {
+		t.Errorf("valid A-label: %v, %v", a, err)
+	}
+}
+
+func BenchmarkParseASCII(b *testing.B) {
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if _, err := Parse("member12345@example.com"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -129,9 +129,12 @@ type List struct {
 	BounceAddress  string   `toml:"bounce_address"`
 	HideSender     bool     `toml:"hide_sender"`
 
-	Addr    address.Address   `toml:"-"`
-	Bounce  address.Address   `toml:"-"`
-	Members []address.Address `toml:"-"` // recipients and recipients_file, deduplicated
+	Addr   address.Address `toml:"-"`
+	Bounce address.Address `toml:"-"`
+	// Members are the recipients and the recipients_file's addresses,
+	// deduplicated, in canonical form (ASCII domain). Read-only: deliveries
+	// share the slice.
+	Members []string `toml:"-"`
 }
 
 // Default returns the configuration that applies to every key a file leaves

@@ -1,16 +1,17 @@
 package config
 
 import (
-	"bufio"
 	"crypto"
 	"crypto/ed25519"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -343,49 +344,119 @@ func validListID(s string) bool {
 	return err == nil && strings.Contains(s, ".")
 }
 
-// members reads recipients and recipients_file into l.Members.
+// members reads recipients and recipients_file into l.Members. A list can
+// have 100,000 members, so this is careful with memory: the file is read
+// into one string that the members point into (a clean line costs no
+// allocation), duplicates are found by sorting indexes rather than with a
+// map, and nothing is formatted unless a line is wrong.
 func (v *validator) members(key string, l *List) {
-	l.Members = nil // derived anew, so that checking a config twice is harmless
-	seen := map[string]bool{}
-	add := func(k, where, s string) {
+	data := ""
+	if l.RecipientsFile != "" {
+		l.RecipientsFile = v.path(l.RecipientsFile)
+		var err error
+		if data, err = readString(l.RecipientsFile); err != nil {
+			v.addf(key+".recipients_file", "cannot read: %v", err)
+		}
+	}
+	n := len(l.Recipients) + strings.Count(data, "\n") + 1
+	all := make([]string, 0, n) // canonical forms, in order, duplicates included
+	// The comparison key of a member is its canonical form with the local
+	// part lower-cased: the form itself, except for the few members
+	// written with capitals, whose keys are kept here.
+	keys := map[int32]string{}
+	add := func(k string, where func() string, s string) {
 		a, err := address.Parse(s)
 		if err != nil {
-			v.addf(k, "%s%q: %v", where, s, err)
+			v.addf(k, "%s%q: %v", where(), s, err)
 			return
 		}
 		if a.Equal(l.Addr) {
-			v.addf(k, "%s%s is the list itself; it would loop", where, a)
+			v.addf(k, "%s%s is the list itself; it would loop", where(), a)
 			return
 		}
-		if !seen[a.Key()] {
-			seen[a.Key()] = true
-			l.Members = append(l.Members, a)
+		// The canonical form is usually the line itself: keep pointing
+		// into it rather than building a copy; so is the key.
+		str := strings.TrimSpace(s)
+		if !isForm(str, a) {
+			str = a.String()
 		}
+		if lower := strings.ToLower(a.Local); lower != a.Local {
+			keys[int32(len(all))] = lower + "@" + a.Domain
+		}
+		all = append(all, str)
 	}
 	for i, r := range l.Recipients {
-		add(fmt.Sprintf("%s.recipients[%d]", key, i), "", r)
+		add(fmt.Sprintf("%s.recipients[%d]", key, i), func() string { return "" }, r)
 	}
-	if l.RecipientsFile == "" {
-		return
-	}
-	l.RecipientsFile = v.path(l.RecipientsFile)
-	f, err := os.Open(l.RecipientsFile)
-	if err != nil {
-		v.addf(key+".recipients_file", "cannot read: %v", err)
-		return
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
+	for n := 1; data != ""; n++ {
+		line, rest, _ := strings.Cut(data, "\n")
+		data = rest
+		line = strings.TrimSpace(line)
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
-		add(key+".recipients_file", fmt.Sprintf("%s line %d: ", l.RecipientsFile, n), line)
+		add(key+".recipients_file", func() string { return fmt.Sprintf("%s line %d: ", l.RecipientsFile, n) }, line)
 	}
-	if err := sc.Err(); err != nil {
-		v.addf(key+".recipients_file", "reading %s: %v", l.RecipientsFile, err)
+	l.Members = dedupe(all, keys)
+}
+
+// dedupe returns the items whose key has not appeared before, in order.
+// An item's key is keys[i] when present, else the item itself.
+func dedupe(items []string, keys map[int32]string) []string {
+	key := func(i int32) string {
+		if k, ok := keys[i]; ok {
+			return k
+		}
+		return items[i]
 	}
+	idx := make([]int32, len(items))
+	for i := range idx {
+		idx[i] = int32(i)
+	}
+	// Ties broken by index, so that the first occurrence sorts first.
+	slices.SortFunc(idx, func(a, b int32) int {
+		if c := strings.Compare(key(a), key(b)); c != 0 {
+			return c
+		}
+		return int(a - b)
+	})
+	dup := make([]bool, len(items))
+	for i := 1; i < len(idx); i++ {
+		if key(idx[i]) == key(idx[i-1]) {
+			dup[idx[i]] = true
+		}
+	}
+	out := items[:0]
+	for i, it := range items {
+		if !dup[i] {
+			out = append(out, it)
+		}
+	}
+	return slices.Clip(out)
+}
+
+// readString reads a whole file into a string with a single allocation
+// of its size (os.ReadFile and a conversion would copy it once more).
+func readString(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	var b strings.Builder
+	if fi, err := f.Stat(); err == nil {
+		b.Grow(int(fi.Size()) + 1)
+	}
+	if _, err := io.Copy(&b, f); err != nil {
+		return "", err
+	}
+	return b.String(), nil
+}
+
+// isForm reports whether s is exactly a.Local + "@" + a.Domain.
+func isForm(s string, a address.Address) bool {
+	n := len(a.Local)
+	return len(s) == n+1+len(a.Domain) && s[:n] == a.Local && s[n] == '@' && s[n+1:] == a.Domain
 }
 
 func isAlnum(c byte) bool {

@@ -273,10 +273,7 @@ func TestRecipientsFile(t *testing.T) {
 	if len(ps) > 0 {
 		t.Fatalf("problems: %s", dump(ps))
 	}
-	var got []string
-	for _, m := range cfg.Lists[0].Members {
-		got = append(got, m.String())
-	}
+	got := cfg.Lists[0].Members
 	want := "alice@example.net bob@example.com carol@example.com dave@xn--bcher-kva.example"
 	if strings.Join(got, " ") != want {
 		t.Errorf("Members = %v, want %s (deduplicated, in order, comments and blank lines skipped)", got, want)
@@ -330,7 +327,7 @@ bounce_address = "vorstand-bounces@BÜCHER.example"
 	if l.ID() != "vorstand.xn--bcher-kva.example" {
 		t.Errorf("List-Id %q", l.ID())
 	}
-	if len(l.Members) != 1 || !l.Members[0].HasUTF8() {
+	if len(l.Members) != 1 || !address.MustParse(l.Members[0]).HasUTF8() {
 		t.Errorf("members %v", l.Members)
 	}
 }

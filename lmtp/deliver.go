@@ -97,13 +97,17 @@ func (s *Server) deliver(cfg *config.Config, env envelope, sp *spooled, g *group
 }
 
 func (s *Server) run(ctx context.Context, cfg *config.Config, env envelope, sp *spooled, g *group, o *outcome) {
+	// pending is known without asking the store when this hand-over began
+	// the delivery: all its recipients (for a large list, re-reading them
+	// would double the memory of the fan-out).
+	var pending []string
 	d, err := s.opts.Store.Delivery(ctx, o.id)
 	switch {
 	case err == nil:
 		o.resumed = true
 	case errors.Is(err, store.ErrNoDelivery):
 		var ok bool
-		if d, ok = s.begin(ctx, cfg, env, sp, g, o); !ok {
+		if d, pending, ok = s.begin(ctx, cfg, env, sp, g, o); !ok {
 			return
 		}
 	default:
@@ -115,10 +119,11 @@ func (s *Server) run(ctx context.Context, cfg *config.Config, env envelope, sp *
 		o.finished = true
 		return // already done: Postfix did not get our 250 the last time
 	}
-	pending, err := s.opts.Store.PendingRecipients(ctx, o.id)
-	if err != nil {
-		o.err, o.reply = err, errTempLocal
-		return
+	if pending == nil {
+		if pending, err = s.opts.Store.PendingRecipients(ctx, o.id); err != nil {
+			o.err, o.reply = err, errTempLocal
+			return
+		}
 	}
 	o.total = len(pending)
 	if len(pending) > 0 && !s.expired(cfg, d) {
@@ -131,15 +136,16 @@ func (s *Server) run(ctx context.Context, cfg *config.Config, env envelope, sp *
 }
 
 // begin validates a delivery the journal does not know yet and, when the
-// token is good, spends it and records the delivery with its recipients.
-func (s *Server) begin(ctx context.Context, cfg *config.Config, env envelope, sp *spooled, g *group, o *outcome) (store.Delivery, bool) {
+// token is good, spends it and records the delivery with its recipients,
+// which it returns as the pending ones (nil: read them from the journal).
+func (s *Server) begin(ctx context.Context, cfg *config.Config, env envelope, sp *spooled, g *group, o *outcome) (store.Delivery, []string, bool) {
 	facts, loop, err := readFacts(sp, cfg, g)
 	switch {
 	case errors.Is(err, mailheader.ErrTooLarge):
 		o.verdict = policy.Verdict{Reason: policy.Malformed, List: g.list.Addr.String()}
 	case err != nil:
 		o.err, o.reply = err, errTempLocal
-		return store.Delivery{}, false
+		return store.Delivery{}, nil, false
 	case loop:
 		o.verdict = policy.Verdict{Reason: policy.Loop, List: g.list.Addr.String()}
 	default:
@@ -159,19 +165,19 @@ func (s *Server) begin(ctx context.Context, cfg *config.Config, env envelope, sp
 	if o.verdict.Temporary() {
 		o.err = o.verdict.Cause
 	}
-	return store.Delivery{}, false
+	return store.Delivery{}, nil, false
 }
 
-func (s *Server) record(ctx context.Context, env envelope, g *group, rec *token.Record, o *outcome) (store.Delivery, bool) {
+func (s *Server) record(ctx context.Context, env envelope, g *group, rec *token.Record, o *outcome) (store.Delivery, []string, bool) {
 	o.tokenID = rec.ID
 	rcpts := recipientsOf(g.list, rec)
 	if len(rcpts) == 0 {
 		// Possible only when a reload emptied the list after the token was
 		// issued: keep the message queued until the list is fixed.
 		o.err, o.reply = fmt.Errorf("%s has no recipients", g.list.Addr), errTempLocal
-		return store.Delivery{}, false
+		return store.Delivery{}, nil, false
 	}
-	d, _, err := s.opts.Store.BeginDelivery(ctx, store.Delivery{
+	d, existing, err := s.opts.Store.BeginDelivery(ctx, store.Delivery{
 		ID: o.id, List: g.list.Addr.Key(), TokenID: rec.ID, Sender: env.from,
 		HideSender: g.list.HideSender || rec.HideSender, Created: s.opts.Now(),
 	}, rcpts)
@@ -183,9 +189,12 @@ func (s *Server) record(ctx context.Context, env envelope, g *group, rec *token.
 		if o.verdict.Temporary() {
 			o.err = err
 		}
-		return store.Delivery{}, false
+		return store.Delivery{}, nil, false
 	}
-	return d, true
+	if existing {
+		return d, nil, true
+	}
+	return d, rcpts, true
 }
 
 // unwrapSpend keeps a token refusal recognisable and anything else opaque.
@@ -262,16 +271,22 @@ func (s *Server) send(ctx context.Context, cfg *config.Config, sp *spooled, d st
 }
 
 // recipientsOf expands a delivery's recipients: the token's own, or else
-// the list's.
+// the list's (shared, read-only). They are distinct, ignoring case, as the
+// journal and the relay expect: the list's are deduplicated when the
+// configuration is loaded, the token's here.
 func recipientsOf(l *config.List, rec *token.Record) []string {
-	if len(rec.Recipients) > 0 {
-		return rec.Recipients
+	if len(rec.Recipients) == 0 {
+		return l.Members
 	}
-	rcpts := make([]string, 0, len(l.Members))
-	for _, m := range l.Members {
-		rcpts = append(rcpts, m.String())
+	seen := make(map[string]bool, len(rec.Recipients))
+	out := make([]string, 0, len(rec.Recipients))
+	for _, r := range rec.Recipients {
+		if k := strings.ToLower(r); !seen[k] {
+			seen[k] = true
+			out = append(out, r)
+		}
 	}
-	return rcpts
+	return out
 }
 
 // copyFor describes the copy of delivery d. Everything in it derives from
