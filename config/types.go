@@ -136,3 +136,28 @@ func parseNetwork(s string) (netip.Prefix, error) {
 }
 
 func joinDir(file, name string) string { return filepath.Join(filepath.Dir(file), name) }
+
+// ClientAllowed applies the allow-list rule of the listeners: a unix
+// socket is guarded by its file mode; without allowed_networks only
+// loopback clients may connect; otherwise the client must be in one of
+// them.
+func ClientAllowed(addr net.Addr, nets []NetworkSpec) bool {
+	tcp, ok := addr.(*net.TCPAddr)
+	if !ok {
+		return true
+	}
+	ip, ok := netip.AddrFromSlice(tcp.IP)
+	if !ok {
+		return false
+	}
+	ip = ip.Unmap()
+	if len(nets) == 0 {
+		return ip.IsLoopback()
+	}
+	for _, n := range nets {
+		if n.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}

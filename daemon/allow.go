@@ -3,7 +3,6 @@ package daemon
 import (
 	"log/slog"
 	"net"
-	"net/netip"
 
 	"github.com/restrictedmail/restrictedmail/config"
 )
@@ -30,34 +29,10 @@ func (l *allowListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		if allowed(c.RemoteAddr(), l.nets()) {
+		if config.ClientAllowed(c.RemoteAddr(), l.nets()) {
 			return c, nil
 		}
 		l.log.Warn("refused a client outside allowed_networks", "client", c.RemoteAddr().String())
 		c.Close()
 	}
-}
-
-// allowed applies the allow-list rule of the configuration: a unix socket
-// is guarded by its file mode; without allowed_networks only loopback
-// clients may connect; otherwise the client must be in one of them.
-func allowed(addr net.Addr, nets []config.NetworkSpec) bool {
-	tcp, ok := addr.(*net.TCPAddr)
-	if !ok {
-		return true
-	}
-	ip, ok := netip.AddrFromSlice(tcp.IP)
-	if !ok {
-		return false
-	}
-	ip = ip.Unmap()
-	if len(nets) == 0 {
-		return ip.IsLoopback()
-	}
-	for _, n := range nets {
-		if n.Contains(ip) {
-			return true
-		}
-	}
-	return false
 }

@@ -522,27 +522,6 @@ func TestShutdownCancelsDeliveriesInFlight(t *testing.T) {
 	}
 }
 
-func TestAllowedNetworks(t *testing.T) {
-	t.Parallel()
-	nets := []config.NetworkSpec{mustPrefix("192.0.2.0/24")}
-	for _, c := range []struct {
-		addr net.Addr
-		nets []config.NetworkSpec
-		want bool
-	}{
-		{&net.TCPAddr{IP: net.ParseIP("127.0.0.1")}, nil, true},
-		{&net.TCPAddr{IP: net.ParseIP("::1")}, nil, true},
-		{&net.TCPAddr{IP: net.ParseIP("192.0.2.7")}, nil, false},
-		{&net.TCPAddr{IP: net.ParseIP("192.0.2.7")}, nets, true},
-		{&net.TCPAddr{IP: net.ParseIP("198.51.100.1")}, nets, false},
-		{&net.UnixAddr{Name: "@", Net: "unix"}, nil, true},
-	} {
-		if got := allowed(c.addr, c.nets); got != c.want {
-			t.Errorf("allowed(%v, %v) = %v", c.addr, c.nets, got)
-		}
-	}
-}
-
 func mustPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }
 
 func sumBytes(b []byte) [sha256.Size]byte { return sha256.Sum256(b) }

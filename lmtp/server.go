@@ -19,7 +19,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/netip"
 	"sync"
 	"time"
 
@@ -169,32 +168,11 @@ type backend struct{ s *Server }
 // check is the second lock on the door.
 func (b backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	cfg := b.s.opts.Config()
-	if !allowed(c.Conn().RemoteAddr(), cfg.LMTP.Networks) {
+	if !config.ClientAllowed(c.Conn().RemoteAddr(), cfg.LMTP.Networks) {
 		b.s.log.Warn("refused LMTP client outside lmtp.allowed_networks", "client", c.Conn().RemoteAddr().String())
 		return nil, &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Access denied"}
 	}
 	return &session{s: b.s}, nil
-}
-
-func allowed(addr net.Addr, nets []config.NetworkSpec) bool {
-	tcp, ok := addr.(*net.TCPAddr)
-	if !ok {
-		return true // unix socket: guarded by its file mode
-	}
-	ip, ok := netip.AddrFromSlice(tcp.IP)
-	if !ok {
-		return false
-	}
-	ip = ip.Unmap()
-	if len(nets) == 0 {
-		return ip.IsLoopback()
-	}
-	for _, n := range nets {
-		if n.Contains(ip) {
-			return true
-		}
-	}
-	return false
 }
 
 // errorLog routes go-smtp's internal errors to slog.
