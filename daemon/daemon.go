@@ -46,7 +46,7 @@ type state struct {
 }
 
 // Start opens the store and starts the listeners of cfg. The caller stops
-// the daemon with Shutdown; Wait reports a listener that failed.
+// the daemon with Shutdown; Errors reports a listener that failed.
 func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 	db, err := store.Open(ctx, cfg.Store.Path)
 	if err != nil {
