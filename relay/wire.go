@@ -180,16 +180,18 @@ func (w *wire) auth(a sasl.Client) error {
 		default:
 			return toSMTPError(&textproto.Error{Code: code, Msg: msg})
 		}
-		challenge, err := base64.StdEncoding.DecodeString(msg)
-		if err == nil {
-			resp, err = a.Next(challenge)
+		challenge, cerr := base64.StdEncoding.DecodeString(msg)
+		if cerr == nil {
+			resp, cerr = a.Next(challenge)
 		}
-		if err != nil {
+		if cerr != nil {
 			// A challenge we cannot answer: cancel the exchange (RFC 4954
 			// section 4) and say why.
 			w.cmd(0, "*")
-			return fmt.Errorf("AUTH %s: %w", mech, err)
+			return fmt.Errorf("AUTH %s: %w", mech, cerr)
 		}
+		// Assigned to the loop's err, not a shadow: a connection lost while
+		// sending the response must end the exchange with its own error.
 		code, msg, err = w.cmd(0, base64.StdEncoding.EncodeToString(resp))
 	}
 }

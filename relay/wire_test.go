@@ -3,12 +3,14 @@ package relay
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"io"
 	"net"
 	"net/textproto"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-smtp"
 
@@ -204,5 +206,32 @@ func TestHeloNameWithLineBreak(t *testing.T) {
 	wantErr(t, res, "a@example.net", StageHelo, true, 0)
 	if len(srv.Messages()) != 0 {
 		t.Fatal("a message was sent")
+	}
+}
+
+// TestAuthConnectionLostMidExchange: a relay that drops the connection
+// after a challenge ends the SASL exchange with the connection's error,
+// not with a made-up reply (a shadowed err once hid it).
+func TestAuthConnectionLostMidExchange(t *testing.T) {
+	t.Parallel()
+	client, server := net.Pipe()
+	go func() {
+		br := bufio.NewReader(server)
+		br.ReadString('\n')                          // AUTH LOGIN
+		server.Write([]byte("334 VXNlcm5hbWU6\r\n")) // "Username:"
+		br.ReadString('\n')                          // the username
+		server.Close()
+	}()
+	w := newWire(client, 5*time.Second)
+	err := w.auth(&loginClient{user: "u", pass: "p"})
+	if err == nil {
+		t.Fatal("AUTH succeeded on a dropped connection")
+	}
+	var se *smtp.SMTPError
+	if errors.As(err, &se) {
+		t.Errorf("got an SMTP reply %v, want the connection's error", se)
+	}
+	if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrClosedPipe) {
+		t.Errorf("error %v does not carry the lost connection", err)
 	}
 }
