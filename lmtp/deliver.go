@@ -157,6 +157,9 @@ func (s *Server) begin(ctx context.Context, cfg *config.Config, env envelope, sp
 		}
 		var rec *token.Record
 		if o.verdict, rec = policy.Check(ctx, s.opts.Store, facts); o.verdict.OK() {
+			// The copy is scrubbed of this token: keep it, so that send
+			// does not read the whole message again to find it.
+			g.token = facts.Token
 			return s.record(ctx, env, g, rec, o)
 		}
 		s.noteGuess(env, o.verdict)
@@ -242,7 +245,7 @@ func (s *Server) settle(ctx context.Context, cfg *config.Config, d store.Deliver
 // the pending recipients, recording outcomes as the relay reports them.
 func (s *Server) send(ctx context.Context, cfg *config.Config, sp *spooled, d store.Delivery, pending []string, g *group) error {
 	tok := g.token
-	if tok == "" {
+	if tok == "" { // a resumed delivery: find the token spent at its start
 		f, err := cfg.Finder().Find(sp.reader())
 		if err != nil && !errors.Is(err, mailheader.ErrTooLarge) {
 			return fmt.Errorf("finding the token again: %w", err)

@@ -134,7 +134,7 @@ func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 type group struct {
 	list  *config.List
 	rcpts []rcpt
-	token string // the first subaddress token among them
+	token string // the first subaddress token among them; then the token judged
 }
 
 func groupByList(rs []rcpt) []*group {
