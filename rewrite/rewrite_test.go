@@ -110,6 +110,14 @@ func TestLEGOValidCopy(t *testing.T) {
 	if !bytes.HasPrefix(cp, []byte("DKIM-Signature:")) {
 		t.Errorf("the copy does not start with its DKIM signature")
 	}
+	// Over-signed (listed once more than they appear), so that a second
+	// instance added on the way breaks the signature: README's promise.
+	sig := strings.Join(strings.Fields(res.Signature), "")
+	for _, f := range []string{"From:From:", "Reply-To:Reply-To:", "Subject:Subject:", "List-Id:List-Id:", "List-Post:List-Post:"} {
+		if !strings.Contains(sig, f) {
+			t.Errorf("the signature's h= does not over-sign %q: %s", strings.TrimSuffix(f, ":"), res.Signature)
+		}
+	}
 	if got := dkimtest.VerifyGo(t, cp, key); len(got) != 1 || got[0] != "abakus.no" {
 		t.Errorf("go-msgauth passed %v, want [abakus.no]", got)
 	}
