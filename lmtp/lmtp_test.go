@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"maps"
 	"net"
-	"net/netip"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -521,8 +520,6 @@ func TestShutdownCancelsDeliveriesInFlight(t *testing.T) {
 		t.Errorf("cancelled delivery answered %v, want 451 (Postfix keeps the message)", r)
 	}
 }
-
-func mustPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }
 
 func sumBytes(b []byte) [sha256.Size]byte { return sha256.Sum256(b) }
 

@@ -5,7 +5,6 @@ package mailheader
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -162,11 +161,4 @@ func readLine(br *bufio.Reader, max int) ([]byte, error) {
 			return line, err
 		}
 	}
-}
-
-// Bytes writes h as it would be sent, for tests and for small headers.
-func Bytes(h textproto.Header) []byte {
-	var b bytes.Buffer
-	_ = textproto.WriteHeader(&b, h)
-	return b.Bytes()
 }

@@ -313,3 +313,10 @@ func TestBytes(t *testing.T) {
 		t.Error("empty header is not a blank line")
 	}
 }
+
+// Bytes writes h as it would be sent.
+func Bytes(h textproto.Header) []byte {
+	var b bytes.Buffer
+	_ = textproto.WriteHeader(&b, h)
+	return b.Bytes()
+}

@@ -168,7 +168,7 @@ func (i *Instance) stopMaster() error {
 			for _, pid := range live {
 				syscall.Kill(pid, syscall.SIGKILL)
 			}
-			return fmt.Errorf("Postfix processes %v of %s did not exit on SIGTERM; killed", live, i.l.root)
+			return fmt.Errorf("postfix processes %v of %s did not exit on SIGTERM; killed", live, i.l.root)
 		}
 		<-tick.C
 	}
