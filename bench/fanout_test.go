@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/restrictedmail/restrictedmail/config"
 	"github.com/restrictedmail/restrictedmail/internal/postfixtest"
 	"github.com/restrictedmail/restrictedmail/internal/testsmtp"
 	"github.com/restrictedmail/restrictedmail/relay"
@@ -115,7 +114,7 @@ func benchFanout(t *testing.T, e *env, rep *report) {
 		return el
 	}
 	oneCopy := func(n int) time.Duration {
-		c, err := relay.New(config.Relay{Address: sink.Addr(), TLS: "none", MaxRecipients: 1, Connections: 1}, nil)
+		c, err := relay.New(relay.Options{Address: sink.Addr(), TLS: "none", MaxRecipients: 1, Connections: 1}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -40,43 +40,43 @@ type Config struct {
 
 // Log configures log/slog output on stderr.
 type Log struct {
-	Level  string `toml:"level"`  // debug | info | warn | error
-	Format string `toml:"format"` // text | json
+	Level  string `toml:"level" reload:"restart"`  // debug | info | warn | error
+	Format string `toml:"format" reload:"restart"` // text | json
 }
 
 // Store configures the embedded SQLite database.
 type Store struct {
-	Path string `toml:"path"`
+	Path string `toml:"path" reload:"restart"`
 }
 
 // Milter configures the SMTP-time listener for Postfix's smtpd_milters.
 type Milter struct {
-	Listen          string   `toml:"listen"` // "" disables the milter
-	SocketMode      FileMode `toml:"socket_mode"`
-	SocketGroup     string   `toml:"socket_group"`
+	Listen          string   `toml:"listen" reload:"restart"` // "" disables the milter
+	SocketMode      FileMode `toml:"socket_mode" reload:"restart"`
+	SocketGroup     string   `toml:"socket_group" reload:"restart"`
 	AllowedNetworks []string `toml:"allowed_networks"`
-	ReadTimeout     Duration `toml:"read_timeout"`
-	WriteTimeout    Duration `toml:"write_timeout"`
+	ReadTimeout     Duration `toml:"read_timeout" reload:"restart"`
+	WriteTimeout    Duration `toml:"write_timeout" reload:"restart"`
 
-	Addr     Listen        `toml:"-"`
+	Addr     Listen        `toml:"-" reload:"restart,with=listen"`
 	Networks []NetworkSpec `toml:"-"`
 }
 
 // LMTP configures the after-queue listener for Postfix's transport_maps.
 type LMTP struct {
-	Listen          string   `toml:"listen"` // "" disables the LMTP endpoint
-	SocketMode      FileMode `toml:"socket_mode"`
-	SocketGroup     string   `toml:"socket_group"`
+	Listen          string   `toml:"listen" reload:"restart"` // "" disables the LMTP endpoint
+	SocketMode      FileMode `toml:"socket_mode" reload:"restart"`
+	SocketGroup     string   `toml:"socket_group" reload:"restart"`
 	AllowedNetworks []string `toml:"allowed_networks"`
-	MaxMessageSize  int64    `toml:"max_message_size"`
-	MaxRecipients   int      `toml:"max_recipients"`
-	ReadTimeout     Duration `toml:"read_timeout"`
-	WriteTimeout    Duration `toml:"write_timeout"`
+	MaxMessageSize  int64    `toml:"max_message_size" reload:"restart"`
+	MaxRecipients   int      `toml:"max_recipients" reload:"restart"`
+	ReadTimeout     Duration `toml:"read_timeout" reload:"restart"`
+	WriteTimeout    Duration `toml:"write_timeout" reload:"restart"`
 	GiveUpAfter     Duration `toml:"give_up_after"`
-	SpoolDir        string   `toml:"spool_dir"`
+	SpoolDir        string   `toml:"spool_dir" reload:"restart"`
 	ShutdownTimeout Duration `toml:"shutdown_timeout"`
 
-	Addr     Listen        `toml:"-"`
+	Addr     Listen        `toml:"-" reload:"restart,with=listen"`
 	Networks []NetworkSpec `toml:"-"`
 }
 
@@ -188,23 +188,6 @@ func Default() *Config {
 // List returns the restricted list at address a (subaddress already
 // removed), or nil.
 func (c *Config) List(a address.Address) *List { return c.byAddr[a.Key()] }
-
-// ListFor returns the list that rcpt is addressed to, with or without a
-// subaddress, and the subaddress extension.
-func (c *Config) ListFor(rcpt address.Address) (l *List, extension string) {
-	if l := c.List(rcpt); l != nil {
-		return l, ""
-	}
-	base, ext, ok := rcpt.SplitSubaddress(c.RecipientDelimiter)
-	if !ok {
-		return nil, ""
-	}
-	// The extension of an address that is no list is nobody's token.
-	if l := c.List(base); l != nil {
-		return l, ext
-	}
-	return nil, ""
-}
 
 // KeyFor returns the DKIM key for domain, or nil.
 func (c *Config) KeyFor(domain string) *DKIM { return c.keys[strings.ToLower(domain)] }

@@ -316,48 +316,6 @@ hide_sender = "yes"
 	}
 }
 
-func TestListFor(t *testing.T) {
-	t.Parallel()
-	cfg := mustLoad(t, minimal)
-	tests := []struct {
-		rcpt string
-		list bool
-		ext  string
-	}{
-		{"board@example.org", true, ""},
-		{"BOARD@Example.ORG", true, ""},
-		{"board+abc123@example.org", true, "abc123"},
-		{"Board+ABC@example.org", true, "ABC"},
-		{"board+@example.org", true, ""},
-		{"board-abc@example.org", false, ""},
-		{"boards@example.org", false, ""},
-		{"other+abc@example.org", false, ""},
-		{"board+abc@example.net", false, ""},
-	}
-	for _, tt := range tests {
-		l, ext := cfg.ListFor(address.MustParse(tt.rcpt))
-		if (l != nil) != tt.list || ext != tt.ext {
-			t.Errorf("ListFor(%q) = %v, %q; want list %v, %q", tt.rcpt, l, ext, tt.list, tt.ext)
-		}
-		if l != nil && l.Addr.String() != "board@example.org" {
-			t.Errorf("ListFor(%q) = %s", tt.rcpt, l.Addr)
-		}
-	}
-	// Without a delimiter, no subaddress is split off.
-	cfg = mustLoad(t, `recipient_delimiter = ""`+"\n"+minimal)
-	if l, _ := cfg.ListFor(address.MustParse("board+abc@example.org")); l != nil {
-		t.Errorf("ListFor with no delimiter found %s", l.Addr)
-	}
-	if l, _ := cfg.ListFor(address.MustParse("board@example.org")); l == nil {
-		t.Error("ListFor(board@) with no delimiter found nothing")
-	}
-	// Several delimiter characters, as Postfix allows.
-	cfg = mustLoad(t, `recipient_delimiter = "+-"`+"\n"+minimal)
-	if l, ext := cfg.ListFor(address.MustParse("board-abc@example.org")); l == nil || ext != "abc" {
-		t.Errorf("ListFor(board-abc@) with delimiters +- = %v, %q", l, ext)
-	}
-}
-
 func TestDefaultsAndCheck(t *testing.T) {
 	t.Parallel()
 	cfg := Default()

@@ -3,10 +3,10 @@ package config
 // HTTP configures the optional endpoint that Prometheus scrapes (/metrics)
 // and that supervisors probe (/healthz, /readyz). It is off by default.
 type HTTP struct {
-	Listen          string   `toml:"listen"` // "" disables it; "inet:127.0.0.1:8026"
+	Listen          string   `toml:"listen" reload:"restart"` // "" disables it; "inet:127.0.0.1:8026"
 	AllowedNetworks []string `toml:"allowed_networks"`
 
-	Addr     Listen        `toml:"-"`
+	Addr     Listen        `toml:"-" reload:"restart,with=listen"`
 	Networks []NetworkSpec `toml:"-"`
 }
 

@@ -14,11 +14,13 @@ import (
 	"sync/atomic"
 
 	"github.com/restrictedmail/restrictedmail/config"
+	"github.com/restrictedmail/restrictedmail/delivery"
 	"github.com/restrictedmail/restrictedmail/guard"
+	"github.com/restrictedmail/restrictedmail/internal/generation"
 	"github.com/restrictedmail/restrictedmail/lmtp"
 	"github.com/restrictedmail/restrictedmail/metrics"
 	"github.com/restrictedmail/restrictedmail/milter"
-	"github.com/restrictedmail/restrictedmail/relay"
+	"github.com/restrictedmail/restrictedmail/policy"
 	"github.com/restrictedmail/restrictedmail/store"
 )
 
@@ -26,8 +28,8 @@ import (
 type Daemon struct {
 	log   *slog.Logger
 	db    *store.DB
-	state atomic.Pointer[state]
-	guard *guard.Guard // slows token guessing; shared by the milter and the LMTP endpoint
+	gen   atomic.Pointer[generation.Generation] // the configuration in force and what is built from it
+	guard *guard.Guard                          // slows token guessing; shared by the milter and the LMTP endpoint
 
 	milter     *milter.Server
 	lmtp       *lmtp.Server
@@ -39,12 +41,6 @@ type Daemon struct {
 	ops  // metrics, [http], readiness (http.go)
 }
 
-// state is one generation of configuration and what is built from it.
-type state struct {
-	cfg   *config.Config
-	relay *relay.Client
-}
-
 // Start opens the store and starts the listeners of cfg. The caller stops
 // the daemon with Shutdown; Errors reports a listener that failed.
 func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Daemon, error) {
@@ -54,13 +50,13 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Daemon, 
 	}
 	d := &Daemon{log: log, db: db, errs: make(chan error, 3)}
 	d.metrics = metrics.New(db, log.With("component", "metrics"))
-	st, err := newState(cfg, log, d.metrics)
+	gen, err := generation.New(cfg, log, d.metrics)
 	if err != nil {
 		db.Close()
 		return nil, err
 	}
-	d.state.Store(st)
-	d.guard = guard.New(guessLimits(cfg), 0)
+	d.gen.Store(gen)
+	d.guard = guard.New(generation.GuessLimits(cfg), 0)
 	if err := d.listen(cfg); err != nil {
 		d.closeListeners()
 		db.Close()
@@ -69,16 +65,16 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Daemon, 
 	return d, nil
 }
 
-func newState(cfg *config.Config, log *slog.Logger, obs relay.Observer) (*state, error) {
-	rc, err := relay.New(cfg.Relay, log)
-	if err != nil {
-		return nil, fmt.Errorf("setting up the relay client: %w", err)
-	}
-	return &state{cfg: cfg, relay: rc.WithObserver(obs)}, nil
-}
-
 // Config returns the configuration in force.
-func (d *Daemon) Config() *config.Config { return d.state.Load().cfg }
+func (d *Daemon) Config() *config.Config { return d.gen.Load().Config }
+
+// rules and settings are the generation in force, for the milter (at each
+// MAIL FROM) and the LMTP endpoint (at each transaction).
+func (d *Daemon) rules() *policy.Rules         { return d.gen.Load().Rules }
+func (d *Daemon) settings() *delivery.Settings { return d.gen.Load().Delivery }
+func (d *Daemon) lmtpClientAllowed(a net.Addr) bool {
+	return config.ClientAllowed(a, d.Config().LMTP.Networks)
+}
 
 func (d *Daemon) listen(cfg *config.Config) error {
 	if cfg.Milter.Listen != "" {
@@ -87,7 +83,10 @@ func (d *Daemon) listen(cfg *config.Config) error {
 			return fmt.Errorf("milter listener: %w", err)
 		}
 		d.milterAddr = ln.Addr()
-		d.milter = milter.New(milter.Options{Config: d.Config, Tokens: d.db, Logger: d.log.With("component", "milter"), Observer: d.metrics, Guard: d.guard})
+		d.milter = milter.New(milter.Options{
+			Rules: d.rules, Tokens: d.db, Logger: d.log.With("component", "milter"), Observer: d.metrics, Guard: d.guard,
+			ReadTimeout: cfg.Milter.ReadTimeout.D(), WriteTimeout: cfg.Milter.WriteTimeout.D(),
+		})
 		nets := func() []config.NetworkSpec { return d.Config().Milter.Networks }
 		d.serve("milter", allowOnly(ln, nets, d.log.With("component", "milter")), d.milter.Serve)
 	}
@@ -98,12 +97,17 @@ func (d *Daemon) listen(cfg *config.Config) error {
 		}
 		d.lmtpAddr = ln.Addr()
 		d.lmtp = lmtp.New(lmtp.Options{
-			Config:   d.Config,
-			Relay:    func() lmtp.Sender { return d.state.Load().relay },
-			Store:    d.db,
-			Logger:   d.log,
-			Guard:    d.guard,
-			Observer: d.metrics,
+			Settings:       d.settings,
+			Store:          d.db,
+			Logger:         d.log,
+			Guard:          d.guard,
+			Observer:       d.metrics,
+			ClientAllowed:  d.lmtpClientAllowed,
+			Hostname:       cfg.Hostname,
+			MaxMessageSize: cfg.LMTP.MaxMessageSize,
+			MaxRecipients:  cfg.LMTP.MaxRecipients,
+			ReadTimeout:    cfg.LMTP.ReadTimeout.D(),
+			WriteTimeout:   cfg.LMTP.WriteTimeout.D(),
 		})
 		d.serve("lmtp", ln, d.lmtp.Serve)
 	}
@@ -136,13 +140,15 @@ func (d *Daemon) Errors() <-chan error { return d.errs }
 // listeners or the store cannot change without a restart; they are kept
 // and named in the returned warnings.
 func (d *Daemon) Reload(cfg *config.Config) (warnings []string, err error) {
-	st, err := newState(cfg, d.log, d.metrics)
+	// What needs a restart is kept first: the generation is built from it
+	// (the spool directory in use, for one).
+	warnings = keepRestartOnly(cfg, d.Config())
+	gen, err := generation.New(cfg, d.log, d.metrics)
 	if err != nil {
 		return nil, err
 	}
-	warnings = keepRestartOnly(cfg, d.Config())
-	d.guard.SetLimits(guessLimits(cfg))
-	d.state.Store(st)
+	d.guard.SetLimits(generation.GuessLimits(cfg))
+	d.gen.Store(gen)
 	return warnings, nil
 }
 

@@ -318,8 +318,8 @@ func TestAllowOnly(t *testing.T) {
 }
 
 // TestReloadKeepsRestartOnlySettings: a reload that changes what only a
-// restart can apply keeps the values in force, says so, and applies the
-// rest.
+// restart can apply keeps the values in force, says so once per key, and
+// applies the rest.
 func TestReloadKeepsRestartOnlySettings(t *testing.T) {
 	t.Parallel()
 	d, conf, _ := startOps(t)
@@ -330,7 +330,8 @@ func TestReloadKeepsRestartOnlySettings(t *testing.T) {
 	}
 	changed := strings.NewReplacer(
 		`path = "state.db"`, `path = "other.db"`,
-		"[lmtp]\nlisten = \"inet:127.0.0.1:0\"", "[lmtp]\nlisten = \"inet:127.0.0.1:1\"\nmax_recipients = 7\nread_timeout = \"1m\"",
+		"[milter]\nlisten = \"inet:127.0.0.1:0\"", "[milter]\nlisten = \"inet:127.0.0.1:0\"\nsocket_mode = \"0600\"",
+		"[lmtp]\nlisten = \"inet:127.0.0.1:0\"", "[lmtp]\nlisten = \"inet:127.0.0.1:1\"\nmax_recipients = 7\nread_timeout = \"1m\"\nsocket_mode = \"0640\"\nsocket_group = \"mail\"",
 		`name = "Board"`, `name = "Renamed Board"`,
 	).Replace(string(doc))
 	cfg, problems := config.Parse([]byte(changed), conf)
@@ -341,15 +342,42 @@ func TestReloadKeepsRestartOnlySettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(warnings) != 4 {
-		t.Errorf("warnings %q, want store, listen, limits and timeouts", warnings)
+	// One warning per key, in the order of the file's sections; the spool
+	// directory follows the store that is kept, so it is not reported.
+	keys := []string{"store.path", "milter.socket_mode", "lmtp.listen", "lmtp.socket_mode", "lmtp.socket_group", "lmtp.max_recipients", "lmtp.read_timeout"}
+	if len(warnings) != len(keys) {
+		t.Errorf("warnings %q, want one for each of %q", warnings, keys)
+	} else {
+		for i, key := range keys {
+			if !strings.HasPrefix(warnings[i], key+" changed from ") || !strings.Contains(warnings[i], "; restart to apply it (keeping ") {
+				t.Errorf("warning %d = %q, want one for %s", i, warnings[i], key)
+			}
+		}
 	}
-	now := d.Config()
-	if now.Store.Path != old.Store.Path || now.SpoolDir() != old.SpoolDir() || now.LMTP.Listen != old.LMTP.Listen ||
-		now.LMTP.MaxRecipients != old.LMTP.MaxRecipients || now.LMTP.ReadTimeout != old.LMTP.ReadTimeout {
-		t.Errorf("restart-only settings changed in the configuration in force: %+v", now.LMTP)
+	if want := `lmtp.socket_mode changed from 0660 to 0640; restart to apply it (keeping 0660)`; !strings.Contains(strings.Join(warnings, "\n")+"\n", want+"\n") {
+		t.Errorf("warnings %q, want %q", warnings, want)
 	}
-	if now.Lists[0].Name != "Renamed Board" {
-		t.Errorf("the list name was not reloaded: %q", now.Lists[0].Name)
+	kept := func(now *config.Config) {
+		t.Helper()
+		if now.Store.Path != old.Store.Path || now.SpoolDir() != old.SpoolDir() ||
+			now.LMTP.Listen != old.LMTP.Listen || now.LMTP.Addr != old.LMTP.Addr ||
+			now.LMTP.MaxRecipients != old.LMTP.MaxRecipients || now.LMTP.ReadTimeout != old.LMTP.ReadTimeout ||
+			now.LMTP.SocketMode != old.LMTP.SocketMode || now.LMTP.SocketGroup != old.LMTP.SocketGroup ||
+			now.Milter.SocketMode != old.Milter.SocketMode {
+			t.Errorf("restart-only settings changed in the configuration in force: %+v %+v", now.Store, now.LMTP)
+		}
+		if now.Lists[0].Name != "Renamed Board" {
+			t.Errorf("the list name was not reloaded: %q", now.Lists[0].Name)
+		}
 	}
+	kept(d.Config())
+
+	// SIGHUP's path (ReloadFile) keeps the same settings.
+	if err := os.WriteFile(conf, []byte(changed), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.ReloadFile(conf); err != nil {
+		t.Fatal(err)
+	}
+	kept(d.Config())
 }

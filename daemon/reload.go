@@ -27,11 +27,17 @@ func (d *Daemon) ReloadFile(path string) error {
 	for _, p := range problems {
 		d.log.Warn("configuration", "problem", p.String())
 	}
+	// The settings only a restart applies are kept here, before Reload,
+	// to log each with its values; Reload then finds nothing more to keep.
+	kept := config.KeepRestartOnly(cfg, d.Config())
 	warnings, err := d.Reload(cfg)
 	if err != nil {
 		d.metrics.Reload(false)
 		d.log.Error("reload refused; keeping the configuration in force", "config", path, "err", err)
 		return fmt.Errorf("reload refused: %w", err)
+	}
+	for _, c := range kept {
+		d.log.Warn("reload: this setting needs a restart; keeping the value in force", "key", c.Key, "in_force", c.InForce, "ignored", c.Ignored)
 	}
 	for _, w := range warnings {
 		d.log.Warn("reload", "note", w)
@@ -41,30 +47,15 @@ func (d *Daemon) ReloadFile(path string) error {
 	return nil
 }
 
-// keepRestartOnly carries the settings that need a restart from old into
-// cfg, so that the configuration in force says what is really in use (the
-// spool directory follows store.path, for one), and names them.
+// keepRestartOnly carries the settings that need a restart (tagged
+// reload:"restart" in package config) from old into cfg, so that the
+// configuration in force says what is really in use — the spool directory
+// in use among them — and returns one warning per setting kept:
+// "lmtp.socket_mode changed from 0660 to 0600; restart to apply it
+// (keeping 0660)".
 func keepRestartOnly(cfg, old *config.Config) (warnings []string) {
-	if cfg.Store.Path != old.Store.Path || cfg.SpoolDir() != old.SpoolDir() {
-		warnings = append(warnings, "store.path or lmtp.spool_dir changed; restart to use "+cfg.Store.Path)
-		cfg.Store.Path, cfg.LMTP.SpoolDir = old.Store.Path, old.SpoolDir()
-	}
-	if cfg.Milter.Listen != old.Milter.Listen || cfg.LMTP.Listen != old.LMTP.Listen || cfg.HTTP.Listen != old.HTTP.Listen {
-		warnings = append(warnings, "a listen address changed; restart to use it")
-		cfg.Milter.Listen, cfg.Milter.Addr = old.Milter.Listen, old.Milter.Addr
-		cfg.LMTP.Listen, cfg.LMTP.Addr = old.LMTP.Listen, old.LMTP.Addr
-		cfg.HTTP.Listen, cfg.HTTP.Addr = old.HTTP.Listen, old.HTTP.Addr
-	}
-	if cfg.LMTP.MaxMessageSize != old.LMTP.MaxMessageSize || cfg.LMTP.MaxRecipients != old.LMTP.MaxRecipients {
-		warnings = append(warnings, "lmtp limits changed; restart to apply them")
-		cfg.LMTP.MaxMessageSize, cfg.LMTP.MaxRecipients = old.LMTP.MaxMessageSize, old.LMTP.MaxRecipients
-	}
-	// The servers take their connection timeouts when they are built.
-	if cfg.Milter.ReadTimeout != old.Milter.ReadTimeout || cfg.Milter.WriteTimeout != old.Milter.WriteTimeout ||
-		cfg.LMTP.ReadTimeout != old.LMTP.ReadTimeout || cfg.LMTP.WriteTimeout != old.LMTP.WriteTimeout {
-		warnings = append(warnings, "a listener's read_timeout or write_timeout changed; restart to apply it")
-		cfg.Milter.ReadTimeout, cfg.Milter.WriteTimeout = old.Milter.ReadTimeout, old.Milter.WriteTimeout
-		cfg.LMTP.ReadTimeout, cfg.LMTP.WriteTimeout = old.LMTP.ReadTimeout, old.LMTP.WriteTimeout
+	for _, c := range config.KeepRestartOnly(cfg, old) {
+		warnings = append(warnings, c.String())
 	}
 	return warnings
 }

@@ -12,7 +12,7 @@ import (
 	"net"
 	"strings"
 
-	"github.com/restrictedmail/restrictedmail/config"
+	"github.com/restrictedmail/restrictedmail/rewrite"
 )
 
 // LookupTXT looks the TXT records of a name up; net.Resolver's LookupTXT
@@ -45,7 +45,7 @@ type Result struct {
 // half. The record is parsed as verifiers do (RFC 6376 §3.6.1): tag=value
 // pairs separated by ";", k= defaulting to rsa, p= in base64 (for RSA a
 // SubjectPublicKeyInfo, or the bare RSAPublicKey that some tools publish).
-func Check(ctx context.Context, lookup LookupTXT, key config.DKIM) Result {
+func Check(ctx context.Context, lookup LookupTXT, key rewrite.Key) Result {
 	res := Result{Domain: key.Domain, Selector: key.Selector, Name: Name(key.Selector, key.Domain)}
 	if key.Signer == nil {
 		res.Status, res.Detail = Failed, "the configured key is not loaded"

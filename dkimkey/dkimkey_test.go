@@ -2,6 +2,8 @@ package dkimkey
 
 import (
 	"context"
+	"crypto"
+	"crypto/ed25519"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
@@ -9,14 +11,50 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
-	"github.com/restrictedmail/restrictedmail/config"
+	"github.com/restrictedmail/restrictedmail/rewrite"
 )
+
+// rsaKey is the one RSA key this test binary generates, of the smallest
+// size Generate makes: generating RSA keys is slow (seconds for 4096 bits
+// under -race), and every test that needs a key shares this one.
+var rsaKey = sync.OnceValues(func() (crypto.Signer, error) {
+	return Generate(RSA, MinRSABits)
+})
+
+func TestGenerate(t *testing.T) {
+	t.Parallel()
+	key, err := rsaKey()
+	if err != nil {
+		t.Fatalf("Generate(RSA, %d): %v", MinRSABits, err)
+	}
+	if k, ok := key.(*rsa.PrivateKey); !ok || k.N.BitLen() != MinRSABits {
+		t.Errorf("Generate(RSA, %d) = %T, want a %d-bit *rsa.PrivateKey", MinRSABits, key, MinRSABits)
+	}
+	ed, err := Generate(Ed25519, 0)
+	if err != nil {
+		t.Fatalf("Generate(Ed25519): %v", err)
+	}
+	if _, ok := ed.(ed25519.PrivateKey); !ok {
+		t.Errorf("Generate(Ed25519) = %T, want ed25519.PrivateKey", ed)
+	}
+	// Refused sizes fail before any key is generated, so they cost nothing.
+	// Sizes in range (4096 included) take the same path as MinRSABits.
+	for _, bits := range []int{0, 1024, MinRSABits - 1, 8193} {
+		if k, err := Generate(RSA, bits); err == nil || !strings.Contains(err.Error(), "2048 to 8192") {
+			t.Errorf("Generate(RSA, %d) = %T, %v; want the allowed range", bits, k, err)
+		}
+	}
+	if k, err := Generate("dsa", 2048); err == nil {
+		t.Errorf("Generate(dsa) = %T, want an error", k)
+	}
+}
 
 func TestZoneEntrySplitsLongRecords(t *testing.T) {
 	t.Parallel()
-	key, err := Generate(RSA, 4096)
+	key, err := rsaKey()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -24,21 +62,33 @@ func TestZoneEntrySplitsLongRecords(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	line := ZoneEntry("s1._domainkey.example.org", rec)
-	if !strings.HasPrefix(line, "s1._domainkey.example.org. IN TXT ( \"v=DKIM1; k=rsa; p=") || !strings.HasSuffix(line, "\" )") {
-		t.Fatalf("zone line %q", line)
-	}
-	inner := strings.TrimSuffix(strings.TrimPrefix(line, "s1._domainkey.example.org. IN TXT ( "), " )")
-	var joined strings.Builder
-	for _, part := range strings.Split(inner, "\" \"") {
-		part = strings.Trim(part, "\"")
-		if len(part) > 255 {
-			t.Errorf("a TXT string of %d bytes; at most 255", len(part))
+	// An RSA-2048 record needs two strings; the longer value needs four,
+	// as an RSA-4096 record would need three.
+	long := "v=DKIM1; k=rsa; p=" + strings.Repeat("ABCD", 200)
+	for _, c := range []struct {
+		rec   string
+		parts int
+	}{{rec, 2}, {long, 4}} {
+		line := ZoneEntry("s1._domainkey.example.org", c.rec)
+		if !strings.HasPrefix(line, "s1._domainkey.example.org. IN TXT ( \"v=DKIM1; k=rsa; p=") || !strings.HasSuffix(line, "\" )") {
+			t.Fatalf("zone line %q", line)
 		}
-		joined.WriteString(part)
-	}
-	if joined.String() != rec {
-		t.Errorf("the strings do not join back to the record")
+		inner := strings.TrimSuffix(strings.TrimPrefix(line, "s1._domainkey.example.org. IN TXT ( "), " )")
+		parts := strings.Split(inner, "\" \"")
+		var joined strings.Builder
+		for _, part := range parts {
+			part = strings.Trim(part, "\"")
+			if len(part) > 255 {
+				t.Errorf("a TXT string of %d bytes; at most 255", len(part))
+			}
+			joined.WriteString(part)
+		}
+		if len(parts) != c.parts {
+			t.Errorf("a %d-byte record in %d strings, want %d", len(c.rec), len(parts), c.parts)
+		}
+		if joined.String() != c.rec {
+			t.Errorf("the strings do not join back to the record")
+		}
 	}
 }
 
@@ -46,14 +96,14 @@ func TestZoneEntrySplitsLongRecords(t *testing.T) {
 // make them fail is a mismatch with the reason.
 func TestCheckRecordForms(t *testing.T) {
 	t.Parallel()
-	key, err := Generate(RSA, 2048)
+	key, err := rsaKey()
 	if err != nil {
 		t.Fatal(err)
 	}
 	pkcs1 := base64.StdEncoding.EncodeToString(x509.MarshalPKCS1PublicKey(key.Public().(*rsa.PublicKey)))
 	rec, _ := Record(key.Public())
 	p := rec[strings.Index(rec, "p=")+2:]
-	cfg := config.DKIM{Domain: "example.org", Selector: "s1", Signer: key}
+	cfg := rewrite.Key{Domain: "example.org", Selector: "s1", Signer: key}
 	for _, c := range []struct {
 		txt    string
 		status Status

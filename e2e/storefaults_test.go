@@ -69,7 +69,7 @@ func TestFaultStoreLockedBeforeDelivery(t *testing.T) {
 			t.Fatalf("the milter refused while the store was locked for writing: %v", m.res.Data)
 		}
 	}
-	// The endpoint waits store.BusyTimeout, then answers 451.
+	// The endpoint waits store.DefaultBusyTimeout, then answers 451.
 	for _, q := range a.waitDeferred(len(toks)) {
 		if r := q.Recipients[0].DelayReason; !strings.Contains(r, " 4.3.0 ") {
 			t.Errorf("deferred for %q, want 451 4.3.0", r)
@@ -102,7 +102,7 @@ func TestFaultStoreLockedDuringFanOut(t *testing.T) {
 		}
 		close(locked)
 		// The fault lasts beyond the busy timeout; it is not a wait.
-		time.AfterFunc(store.BusyTimeout+3*time.Second, release)
+		time.AfterFunc(store.DefaultBusyTimeout+3*time.Second, release)
 		return nil
 	})
 	a.submit(tok, "part", "deliver")

@@ -7,13 +7,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/restrictedmail/restrictedmail/delivery"
 	"github.com/restrictedmail/restrictedmail/store"
 )
 
 // lockedStore fails RecordOutcomes as SQLite does when another process
 // holds the write lock beyond the busy timeout, the first fails times.
 type lockedStore struct {
-	Store
+	delivery.Store
 	fails atomic.Int32
 	calls atomic.Int32
 }

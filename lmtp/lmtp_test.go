@@ -12,6 +12,7 @@ import (
 	"maps"
 	"net"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,8 +21,11 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/restrictedmail/restrictedmail/address"
 	"github.com/restrictedmail/restrictedmail/config"
+	"github.com/restrictedmail/restrictedmail/delivery"
 	"github.com/restrictedmail/restrictedmail/internal/dkimtest"
+	"github.com/restrictedmail/restrictedmail/internal/generation"
 	"github.com/restrictedmail/restrictedmail/policy"
 	"github.com/restrictedmail/restrictedmail/relay"
 	"github.com/restrictedmail/restrictedmail/store"
@@ -127,13 +131,7 @@ func newEnv(t *testing.T) *env {
 	e.cfg.Store(cfg)
 	now := time.Now()
 	e.now.Store(&now)
-	e.srv = New(Options{
-		Config: func() *config.Config { return e.cfg.Load() },
-		Relay:  func() Sender { return e.relay },
-		Store:  db,
-		Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil)),
-		Now:    func() time.Time { return *e.now.Load() },
-	})
+	e.srv = New(e.options(slog.New(slog.NewTextHandler(testWriter{t}, nil))))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -146,6 +144,23 @@ func newEnv(t *testing.T) *env {
 		e.srv.Shutdown(ctx)
 	})
 	return e
+}
+
+// options are the endpoint's options for e's configuration, relay, store
+// and clock, as the daemon maps them.
+func (e *env) options(logger *slog.Logger) Options {
+	cfg := e.cfg.Load()
+	return Options{
+		Settings: e.settings, Store: e.db, Logger: logger, Now: func() time.Time { return *e.now.Load() },
+		Hostname: cfg.Hostname, MaxMessageSize: cfg.LMTP.MaxMessageSize, MaxRecipients: cfg.LMTP.MaxRecipients,
+		ReadTimeout: cfg.LMTP.ReadTimeout.D(), WriteTimeout: cfg.LMTP.WriteTimeout.D(),
+	}
+}
+
+// settings is the generation of e's configuration in force.
+func (e *env) settings() *delivery.Settings {
+	cfg := e.cfg.Load()
+	return generation.Settings(cfg, generation.Rules(cfg), e.relay)
 }
 
 func (e *env) advance(d time.Duration) {
@@ -440,7 +455,7 @@ func TestGiveUpAfterAge(t *testing.T) {
 	if len(e.relay.sends) != 1 {
 		t.Errorf("%d sends; an expired delivery must not be sent again", len(e.relay.sends))
 	}
-	id := deliveryID(e.cfg.Load().Lists[0].Addr, "alice@example.net", sumBytes(msg))
+	id := delivery.ID(e.cfg.Load().Lists[0].Addr, "alice@example.net", sumBytes(msg))
 	c, err := e.db.DeliveryCounts(context.Background(), id)
 	if err != nil || c.Failed != len(members) || c.Pending != 0 {
 		t.Errorf("counts %+v, %v; want all failed", c, err)
@@ -553,6 +568,7 @@ func TestPreviewMatchesDelivery(t *testing.T) {
 	e := newEnv(t)
 	key := dkimtest.NewKey(t, "ed25519", "example.org", "rm1")
 	cfg := *e.cfg.Load()
+	cfg.Lists = slices.Clone(cfg.Lists) // Check writes into them; the endpoint reads the ones in force
 	cfg.DKIM = []config.DKIM{key.Config}
 	if p := config.Check(&cfg); p.HasErrors() {
 		t.Fatal(p.Error())
@@ -561,10 +577,7 @@ func TestPreviewMatchesDelivery(t *testing.T) {
 	tok := e.issue("board@example.org", nil)
 	msg := message(tok, "Date: Tue, 24 Nov 2026 10:00:00 +0000\r\n")
 
-	p, err := PreviewDelivery(context.Background(), &cfg, e.db, "alice@example.net", "board@example.org", msg, *e.now.Load())
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := e.preview("alice@example.net", "board@example.org", msg)
 	if !p.Verdict.OK() || p.Reply != "250 2.0.0 OK" || strings.Join(p.Recipients, ",") != strings.Join(members, ",") {
 		t.Fatalf("preview %+v", p)
 	}
@@ -581,10 +594,28 @@ func TestPreviewMatchesDelivery(t *testing.T) {
 		t.Errorf("preview and delivery differ:\npreview:\n%s\nsent:\n%s", a, b)
 	}
 
-	p, err = PreviewDelivery(context.Background(), &cfg, e.db, "alice@example.net", "board@example.org", msg, *e.now.Load())
-	if err != nil || p.Verdict.Reason != policy.UsedUp || !strings.HasPrefix(p.Reply, "550 5.7.1") || p.Copy != nil {
-		t.Errorf("preview of a spent token: %+v, %v", p, err)
+	p = e.preview("alice@example.net", "board@example.org", msg)
+	if p.Verdict.Reason != policy.UsedUp || !strings.HasPrefix(p.Reply, "550 5.7.1") || p.Copy != nil {
+		t.Errorf("preview of a spent token: %+v", p)
 	}
+}
+
+// preview is the engine's dry run of msg from from to rcpt with e's
+// configuration, store and clock.
+func (e *env) preview(from, rcpt string, msg []byte) delivery.Preview {
+	e.t.Helper()
+	set := *e.settings()
+	set.SpoolDir = e.t.TempDir()
+	rc, err := set.Rules.Resolve(rcpt)
+	if err != nil || rc.List == nil {
+		e.t.Fatalf("%s: %v", rcpt, err)
+	}
+	var sender address.Address
+	if from != "" {
+		sender = address.MustParse(from)
+	}
+	m := delivery.Message{From: from, Sender: sender, Body: bytes.NewReader(msg), Size: int64(len(msg)), Sum: sha256.Sum256(msg)}
+	return delivery.DryRun(context.Background(), &set, e.db, m, policy.GroupByList([]policy.Recipient{rc})[0], *e.now.Load())
 }
 
 // withoutDKIM drops the DKIM-Signature field, whose t= and b= differ

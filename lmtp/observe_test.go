@@ -2,15 +2,13 @@ package lmtp
 
 import (
 	"bytes"
-	"context"
 	"log/slog"
-	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/restrictedmail/restrictedmail/config"
+	"github.com/restrictedmail/restrictedmail/delivery"
 	"github.com/restrictedmail/restrictedmail/relay"
 )
 
@@ -44,7 +42,7 @@ func (o *countingObserver) want(t *testing.T, what string, delivered, deferred, 
 	t.Helper()
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.outcomes[OutcomeDelivered] != delivered || o.outcomes[OutcomeDeferred] != deferred || o.outcomes[OutcomeRefused] != refused ||
+	if o.outcomes[delivery.OutcomeDelivered] != delivered || o.outcomes[delivery.OutcomeDeferred] != deferred || o.outcomes[delivery.OutcomeRefused] != refused ||
 		o.delivered != rDelivered || o.failed != rFailed || o.deferred != rDeferred {
 		t.Errorf("%s: deliveries %v, recipients delivered %d failed %d deferred %d; want delivered %d deferred %d refused %d, recipients %d/%d/%d",
 			what, o.outcomes, o.delivered, o.failed, o.deferred, delivered, deferred, refused, rDelivered, rFailed, rDeferred)
@@ -61,29 +59,14 @@ func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(
 
 // observedEnv is newEnv with a second server, built with obs and a log
 // buffer, in place of the first.
-func observedEnv(t *testing.T, obs Observer) (*env, *syncBuf) {
+func observedEnv(t *testing.T, obs delivery.Observer) (*env, *syncBuf) {
 	t.Helper()
 	e := newEnv(t)
 	logs := &syncBuf{}
-	srv := New(Options{
-		Config:   func() *config.Config { return e.cfg.Load() },
-		Relay:    func() Sender { return e.relay },
-		Store:    e.db,
-		Logger:   slog.New(slog.NewTextHandler(logs, nil)),
-		Now:      func() time.Time { return *e.now.Load() },
-		Observer: obs,
-	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-	})
-	e.srv, e.addr = srv, ln.Addr().String()
+	opts := e.options(slog.New(slog.NewTextHandler(logs, nil)))
+	opts.Observer = obs
+	srv := New(opts)
+	e.srv, e.addr = srv, e.serve(srv)
 	return e, logs
 }
 

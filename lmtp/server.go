@@ -1,9 +1,10 @@
 // Package lmtp is the after-queue adapter: the LMTP endpoint that Postfix's
-// transport_maps hands accepted mail for restricted addresses to. For each
-// restricted address of a transaction it validates the token again (with
-// the same policy.Check as the milter), spends it, rewrites and signs the
-// message, and fans it out through the relay — exactly once per recipient,
-// however often Postfix hands the same message over (see deliver.go).
+// transport_maps hands accepted mail for restricted addresses to. It speaks
+// the protocol — recipients resolved against the rules, the message
+// spooled, one reply per recipient — and hands each restricted address of
+// a transaction to the delivery engine (package delivery), which judges it
+// with the same decision as the milter, spends the token and fans the copy
+// out exactly once per recipient.
 //
 // Replies are per recipient (RFC 2033 §4.2). A reply of 250 is given only
 // once every recipient is delivered, permanently failed, or given up on and
@@ -16,7 +17,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"sync"
@@ -24,59 +24,44 @@ import (
 
 	"github.com/emersion/go-smtp"
 
-	"github.com/restrictedmail/restrictedmail/config"
-	"github.com/restrictedmail/restrictedmail/guard"
+	"github.com/restrictedmail/restrictedmail/delivery"
 	"github.com/restrictedmail/restrictedmail/policy"
-	"github.com/restrictedmail/restrictedmail/relay"
-	"github.com/restrictedmail/restrictedmail/store"
+	"github.com/restrictedmail/restrictedmail/reply"
 )
-
-// Store is what the endpoint needs from the store: token lookup and the
-// delivery journal. *store.DB satisfies it.
-type Store interface {
-	policy.Tokens
-	Delivery(ctx context.Context, id string) (store.Delivery, error)
-	BeginDelivery(ctx context.Context, d store.Delivery, rcpts []string) (store.Delivery, bool, error)
-	PendingRecipients(ctx context.Context, id string) ([]string, error)
-	RecordOutcomes(ctx context.Context, id string, outs []store.Outcome, now time.Time) error
-	FinishDelivery(ctx context.Context, id, detail string, now time.Time) (store.Counts, error)
-	DeliveryCounts(ctx context.Context, id string) (store.Counts, error)
-}
-
-// Sender fans one message out; *relay.Client satisfies it.
-type Sender interface {
-	Send(ctx context.Context, from string, rcpts []string, body func() io.Reader, report func([]relay.Result))
-}
 
 // Options configure a Server.
 type Options struct {
-	// Config returns the current configuration. It is read once per
-	// transaction, so that a reload applies to the next message.
-	Config func() *config.Config
-	// Relay returns the relay client for the current configuration.
-	Relay  func() Sender
-	Store  Store
-	Logger *slog.Logger
-	Now    func() time.Time // nil: time.Now
-	// DeliveryTimeout bounds one delivery's fan-out, so that we answer
-	// before Postfix's lmtp_data_done_timeout (600s) gives up on us and
-	// hands the message over again while we are still sending. Zero: 8m.
+	// Settings returns the configuration generation in force. It is read
+	// once per transaction, so that a reload applies to the next message
+	// and never mixes into one under way.
+	Settings func() *delivery.Settings
+	Store    delivery.Store
+	Logger   *slog.Logger
+	Now      func() time.Time // nil: time.Now
+	// DeliveryTimeout bounds one delivery's fan-out (delivery.Options.Timeout).
 	DeliveryTimeout time.Duration
 	// Observer is told how deliveries end (metrics); nil: none.
-	Observer Observer
+	Observer delivery.Observer
 	// Guard slows down token guessing by envelope sender (shared with the
-	// milter); nil: no limit. Postfix is the LMTP client, so the client
-	// address says nothing here.
-	Guard *guard.Guard
+	// milter); nil: no limit.
+	Guard policy.Guard
+	// ClientAllowed says whether a client may connect; nil: every client.
+	ClientAllowed func(net.Addr) bool
+
+	// Listener limits and timeouts, fixed for the server's lifetime.
+	Hostname       string // the greeting's name
+	MaxMessageSize int64  // 0: no limit
+	MaxRecipients  int    // per transaction; 0: no limit
+	ReadTimeout    time.Duration
+	WriteTimeout   time.Duration
 }
 
 // Server is the LMTP endpoint.
 type Server struct {
 	opts   Options
 	log    *slog.Logger
-	obs    Observer // never nil
+	engine *delivery.Engine
 	smtp   *smtp.Server
-	locks  keyedMutex
 	flight sync.WaitGroup // transactions in progress, until their replies are written
 	gate   gate           // listeners, and whether Shutdown has begun (shutdown.go)
 
@@ -86,31 +71,24 @@ type Server struct {
 	cancel context.CancelFunc
 }
 
-// New returns an endpoint for the configuration Options.Config returns now
-// (listener limits and timeouts are fixed for the server's lifetime).
+// New returns an endpoint.
 func New(opts Options) *Server {
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	if opts.DeliveryTimeout == 0 {
-		opts.DeliveryTimeout = 8 * time.Minute
-	}
-	cfg := opts.Config()
-	s := &Server{opts: opts, log: opts.Logger.With("component", "lmtp"), obs: opts.Observer}
-	if s.obs == nil {
-		s.obs = noObserver{}
-	}
+	s := &Server{opts: opts, log: opts.Logger.With("component", "lmtp")}
+	s.engine = delivery.New(delivery.Options{
+		Store: opts.Store, Logger: s.log, Now: opts.Now, Timeout: opts.DeliveryTimeout,
+		Observer: opts.Observer, Guard: opts.Guard,
+	})
 	s.base, s.cancel = context.WithCancel(context.Background())
 	srv := smtp.NewServer(backend{s})
 	srv.LMTP = true
-	srv.Domain = cfg.Hostname
-	srv.MaxMessageBytes = cfg.LMTP.MaxMessageSize
-	srv.MaxRecipients = cfg.LMTP.MaxRecipients
-	srv.ReadTimeout = cfg.LMTP.ReadTimeout.D()
-	srv.WriteTimeout = cfg.LMTP.WriteTimeout.D()
+	srv.Domain = opts.Hostname
+	srv.MaxMessageBytes = opts.MaxMessageSize
+	srv.MaxRecipients = opts.MaxRecipients
+	srv.ReadTimeout = opts.ReadTimeout
+	srv.WriteTimeout = opts.WriteTimeout
 	srv.EnableSMTPUTF8 = true // RFC 6531; go-smtp always offers 8BITMIME
 	srv.ErrorLog = errorLog{s.log}
 	s.smtp = srv
@@ -167,10 +145,9 @@ type backend struct{ s *Server }
 // listener (the default) is reachable only from this host anyway; the
 // check is the second lock on the door.
 func (b backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
-	cfg := b.s.opts.Config()
-	if !config.ClientAllowed(c.Conn().RemoteAddr(), cfg.LMTP.Networks) {
+	if allowed := b.s.opts.ClientAllowed; allowed != nil && !allowed(c.Conn().RemoteAddr()) {
 		b.s.log.Warn("refused LMTP client outside lmtp.allowed_networks", "client", c.Conn().RemoteAddr().String())
-		return nil, &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Access denied"}
+		return nil, smtpError(reply.AccessDenied)
 	}
 	return &session{s: b.s}, nil
 }
@@ -180,40 +157,3 @@ type errorLog struct{ l *slog.Logger }
 
 func (e errorLog) Printf(format string, v ...any) { e.l.Error(fmt.Sprintf(format, v...)) }
 func (e errorLog) Println(v ...any)               { e.l.Error(fmt.Sprint(v...)) }
-
-// keyedMutex serialises work per key (a delivery id): Postfix may hand the
-// same message over on a second connection while the first is still
-// sending (after its own timeout), and the second must see the first's
-// journal, not race it.
-type keyedMutex struct {
-	mu    sync.Mutex
-	locks map[string]*keyedEntry
-}
-
-type keyedEntry struct {
-	mu   sync.Mutex
-	refs int
-}
-
-func (k *keyedMutex) lock(key string) (unlock func()) {
-	k.mu.Lock()
-	if k.locks == nil {
-		k.locks = map[string]*keyedEntry{}
-	}
-	e := k.locks[key]
-	if e == nil {
-		e = &keyedEntry{}
-		k.locks[key] = e
-	}
-	e.refs++
-	k.mu.Unlock()
-	e.mu.Lock()
-	return func() {
-		e.mu.Unlock()
-		k.mu.Lock()
-		if e.refs--; e.refs == 0 {
-			delete(k.locks, key)
-		}
-		k.mu.Unlock()
-	}
-}

@@ -12,32 +12,23 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/restrictedmail/restrictedmail/address"
-	"github.com/restrictedmail/restrictedmail/config"
-	"github.com/restrictedmail/restrictedmail/token"
+	"github.com/restrictedmail/restrictedmail/delivery"
+	"github.com/restrictedmail/restrictedmail/policy"
+	"github.com/restrictedmail/restrictedmail/reply"
 )
 
-// Replies the endpoint sends outside the policy's verdicts.
-var (
-	errNotRestricted = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "Recipient is not a restricted address served here"}
-	errBadAddress    = &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: "Bad recipient address syntax"}
-	errBadSender     = &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 1, 7}, Message: "Bad sender address syntax"}
-	errLineTooLong   = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Message has a line longer than 2000 characters"}
-	errTempLocal     = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Temporary local problem, please try again later"}
-)
-
-// rcpt is one accepted RCPT TO.
-type rcpt struct {
-	raw   string // exactly as given, for SetStatus
-	list  *config.List
-	token string // subaddress token, if any
+// smtpError is the one place the endpoint turns a reply into go-smtp's
+// form.
+func smtpError(r reply.Reply) *smtp.SMTPError {
+	return &smtp.SMTPError{Code: r.Code, EnhancedCode: smtp.EnhancedCode(r.Enhanced), Message: r.Text}
 }
 
 type session struct {
 	s      *Server
-	cfg    *config.Config
+	set    *delivery.Settings // one generation for the whole transaction
 	from   string
 	sender address.Address
-	rcpts  []rcpt
+	rcpts  []policy.Recipient
 	// inFlight: LMTPData counted this transaction in Server.flight; go-smtp
 	// calls Reset once it has written the replies (shutdown.go).
 	inFlight bool
@@ -45,7 +36,7 @@ type session struct {
 
 func (ss *session) Reset() {
 	ss.leave()
-	ss.cfg, ss.from, ss.sender, ss.rcpts = nil, "", address.Address{}, nil
+	ss.set, ss.from, ss.sender, ss.rcpts = nil, "", address.Address{}, nil
 }
 
 func (ss *session) Logout() error {
@@ -55,14 +46,14 @@ func (ss *session) Logout() error {
 
 func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
 	ss.Reset()
-	ss.cfg = ss.s.opts.Config()
+	ss.set = ss.s.opts.Settings()
 	ss.from = from
 	if from == "" {
 		return nil // the null reverse-path of bounces; judged like any sender
 	}
 	a, err := address.Parse(from)
 	if err != nil {
-		return errBadSender
+		return smtpError(reply.BadSender)
 	}
 	ss.sender = a
 	return nil
@@ -71,22 +62,17 @@ func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
 // Rcpt accepts only configured restricted addresses, with or without a
 // subaddress: the endpoint must never relay anywhere else.
 func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
-	if ss.cfg == nil {
-		ss.cfg = ss.s.opts.Config()
+	if ss.set == nil {
+		ss.set = ss.s.opts.Settings()
 	}
-	a, err := address.Parse(to)
-	if err != nil {
-		return errBadAddress
+	rc, err := ss.set.Rules.Resolve(to)
+	switch {
+	case err != nil:
+		return smtpError(reply.BadRecipient)
+	case rc.List == nil:
+		return smtpError(reply.NotRestricted)
 	}
-	l, _ := ss.cfg.ListFor(a)
-	if l == nil {
-		return errNotRestricted
-	}
-	_, tok := token.Subaddress(a, ss.cfg.RecipientDelimiter)
-	if l.Addr.Equal(a) {
-		tok = ""
-	}
-	ss.rcpts = append(ss.rcpts, rcpt{raw: to, list: l, token: tok})
+	ss.rcpts = append(ss.rcpts, rc)
 	return nil
 }
 
@@ -98,10 +84,10 @@ func (ss *session) Data(r io.Reader) error {
 // address and reports each recipient's outcome.
 func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 	if !ss.s.enter() {
-		return errShuttingDown
+		return smtpError(reply.ShuttingDown)
 	}
 	ss.inFlight = true
-	sp, err := spool(ss.cfg.SpoolDir(), r)
+	sp, err := spool(ss.set.SpoolDir, r)
 	if err != nil {
 		var se *smtp.SMTPError
 		if errors.As(err, &se) {
@@ -110,57 +96,29 @@ func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 		if errors.Is(err, smtp.ErrTooLongLine) {
 			// Postfix folds lines at lmtp_line_length_limit (998), so only
 			// a broken client gets here; retrying would not help it.
-			return errLineTooLong
+			return smtpError(reply.LineTooLong)
 		}
 		ss.s.log.Error("spooling a message", "err", err)
-		return errTempLocal
+		return smtpError(reply.TempLocal)
 	}
 	defer sp.remove()
-	qid := queueID(sp.reader())
-	for _, g := range groupByList(ss.rcpts) {
+	m := delivery.Message{From: ss.from, Sender: ss.sender, QueueID: queueID(sp.reader()), Body: sp.f, Size: sp.size, Sum: sp.sum}
+	for _, g := range policy.GroupByList(ss.rcpts) {
+		o := ss.s.engine.Deliver(ss.s.base, ss.set, m, g)
 		var err error // a nil *SMTPError in an error would not be nil
-		if reply := ss.s.deliver(ss.cfg, envelope{from: ss.from, sender: ss.sender, queueID: qid}, sp, g); reply != nil {
-			err = reply
+		if o.Reply != nil {
+			err = smtpError(*o.Reply)
 		}
-		for _, rc := range g.rcpts {
-			status.SetStatus(rc.raw, err)
+		for _, rc := range g.Rcpts {
+			status.SetStatus(rc.Raw, err)
 		}
 	}
 	return nil
 }
 
-// group is the recipients of one transaction that name one list (board@
-// and board+token@ are one delivery).
-type group struct {
-	list  *config.List
-	rcpts []rcpt
-	token string // the first subaddress token among them; then the token judged
-}
-
-func groupByList(rs []rcpt) []*group {
-	var out []*group
-	by := map[string]*group{}
-	for _, r := range rs {
-		k := r.list.Addr.Key()
-		g := by[k]
-		if g == nil {
-			g = &group{list: r.list}
-			by[k] = g
-			out = append(out, g)
-		}
-		g.rcpts = append(g.rcpts, r)
-		if g.token == "" {
-			g.token = r.token
-		}
-	}
-	return out
-}
-
-// spooled is a received message on disk (or, for a preview, in memory),
-// with the SHA-256 of its bytes.
+// spooled is a received message on disk, with the SHA-256 of its bytes.
 type spooled struct {
-	f    *os.File // nil for a preview
-	r    io.ReaderAt
+	f    *os.File
 	size int64
 	sum  [sha256.Size]byte
 }
@@ -172,11 +130,11 @@ func spool(dir string, r io.Reader) (*spooled, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating spool directory: %w", err)
 	}
-	f, err := os.CreateTemp(dir, spoolPrefix+"*")
+	f, err := os.CreateTemp(dir, delivery.SpoolPrefix+"*")
 	if err != nil {
 		return nil, fmt.Errorf("creating spool file: %w", err)
 	}
-	sp := &spooled{f: f, r: f}
+	sp := &spooled{f: f}
 	h := sha256.New()
 	n, err := io.Copy(io.MultiWriter(f, h), r)
 	if err != nil {
@@ -188,7 +146,7 @@ func spool(dir string, r io.Reader) (*spooled, error) {
 	return sp, nil
 }
 
-func (sp *spooled) reader() *io.SectionReader { return io.NewSectionReader(sp.r, 0, sp.size) }
+func (sp *spooled) reader() *io.SectionReader { return io.NewSectionReader(sp.f, 0, sp.size) }
 
 func (sp *spooled) remove() {
 	name := sp.f.Name()
@@ -196,14 +154,11 @@ func (sp *spooled) remove() {
 	os.Remove(name)
 }
 
-// spoolPrefix marks our files, so that cleanSpool removes nothing else.
-const spoolPrefix = "rm-"
-
 // cleanSpool removes files a crash left behind: a spool file belongs to a
 // transaction Postfix never got an answer for, so it will hand the message
 // over again.
 func (s *Server) cleanSpool() error {
-	dir := s.opts.Config().SpoolDir()
+	dir := s.opts.Settings().SpoolDir
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -212,7 +167,7 @@ func (s *Server) cleanSpool() error {
 		return err
 	}
 	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), spoolPrefix) && e.Type().IsRegular() {
+		if strings.HasPrefix(e.Name(), delivery.SpoolPrefix) && e.Type().IsRegular() {
 			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
 				return err
 			}

@@ -3,14 +3,11 @@ package lmtp
 import (
 	"net"
 	"sync"
-
-	"github.com/emersion/go-smtp"
 )
 
-// errShuttingDown answers a transaction whose message arrives on an open
-// connection after Shutdown began: Postfix keeps the message and hands it
-// over to the next process.
-var errShuttingDown = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "Shutting down, please try again later"}
+// A transaction whose message arrives on an open connection after Shutdown
+// began is answered reply.ShuttingDown: Postfix keeps the message and
+// hands it over to the next process.
 
 // gate stops the endpoint from taking new work once Shutdown has begun: it
 // closes the listeners itself and refuses new transactions, so that the

@@ -8,8 +8,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/restrictedmail/restrictedmail/config"
 )
 
 // TestShutdownNeverPanics is the regression test of a crash seen in the
@@ -22,12 +20,7 @@ func TestShutdownNeverPanics(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	for i := range 40 {
-		srv := New(Options{
-			Config: func() *config.Config { return e.cfg.Load() },
-			Relay:  func() Sender { return e.relay },
-			Store:  e.db,
-			Logger: slog.New(slog.DiscardHandler),
-		})
+		srv := New(e.options(slog.New(slog.DiscardHandler)))
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
@@ -81,7 +74,7 @@ func TestShutdownNeverPanics(t *testing.T) {
 func TestShutdownBeforeServe(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	srv := New(Options{Config: func() *config.Config { return e.cfg.Load() }, Relay: func() Sender { return e.relay }, Store: e.db})
+	srv := New(e.options(nil))
 	if err := srv.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -5,8 +5,6 @@ import (
 	"log/slog"
 	"net"
 	"time"
-
-	"github.com/restrictedmail/restrictedmail/config"
 )
 
 // swap points e at a second endpoint that shares e's configuration, store,
@@ -14,25 +12,26 @@ import (
 // fails). The first endpoint stays up, unused, until the test ends.
 func (e *env) swap(mod func(*Options)) *Server {
 	e.t.Helper()
-	opts := Options{
-		Config: func() *config.Config { return e.cfg.Load() },
-		Relay:  func() Sender { return e.relay },
-		Store:  e.db,
-		Logger: slog.New(slog.NewTextHandler(testWriter{e.t}, nil)),
-		Now:    func() time.Time { return *e.now.Load() },
-	}
+	opts := e.options(slog.New(slog.NewTextHandler(testWriter{e.t}, nil)))
 	mod(&opts)
 	srv := New(opts)
+	e.addr = e.serve(srv)
+	return srv
+}
+
+// serve runs srv on a loopback port until the test ends and returns its
+// address.
+func (e *env) serve(srv *Server) string {
+	e.t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	e.addr = ln.Addr().String()
 	go srv.Serve(ln)
 	e.t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		srv.Shutdown(ctx)
 	})
-	return srv
+	return ln.Addr().String()
 }

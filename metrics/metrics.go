@@ -1,6 +1,6 @@
 // Package metrics exposes restrictedmail's Prometheus metrics. A Metrics
 // satisfies the small observer interfaces that the milter, the LMTP
-// endpoint and the relay client declare (milter.Observer, lmtp.Observer,
+// endpoint and the relay client declare (milter.Observer, delivery.Observer,
 // relay.Observer), so those packages never import Prometheus; the daemon
 // wires them together and serves Handler on [http] listen.
 //
@@ -24,7 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/restrictedmail/restrictedmail/lmtp"
+	"github.com/restrictedmail/restrictedmail/delivery"
 	"github.com/restrictedmail/restrictedmail/milter"
 	"github.com/restrictedmail/restrictedmail/policy"
 	"github.com/restrictedmail/restrictedmail/relay"
@@ -58,9 +58,9 @@ type Metrics struct {
 
 // Compile-time checks: a Metrics is the observer of all three adapters.
 var (
-	_ milter.Observer = (*Metrics)(nil)
-	_ lmtp.Observer   = (*Metrics)(nil)
-	_ relay.Observer  = (*Metrics)(nil)
+	_ milter.Observer   = (*Metrics)(nil)
+	_ delivery.Observer = (*Metrics)(nil)
+	_ relay.Observer    = (*Metrics)(nil)
 )
 
 // New returns the metrics of one daemon: its own registry (never the
@@ -91,7 +91,7 @@ func New(src StatsSource, log *slog.Logger) *Metrics {
 	m.lmtpDeliveries = m.counterVec("lmtp_deliveries_total",
 		`Delivery attempts of the LMTP endpoint (one restricted address of one hand-over) by outcome: "delivered" (250), "deferred" (4xx: Postfix hands the message over again), "refused" (5xx).`,
 		"outcome")
-	for _, o := range []string{lmtp.OutcomeDelivered, lmtp.OutcomeDeferred, lmtp.OutcomeRefused} {
+	for _, o := range []string{delivery.OutcomeDelivered, delivery.OutcomeDeferred, delivery.OutcomeRefused} {
 		m.lmtpDeliveries.WithLabelValues(o) // present from the start, at 0
 	}
 	m.lmtpDuration = m.histogram("lmtp_delivery_duration_seconds",
@@ -187,13 +187,13 @@ func (m *Metrics) MilterVerdict(r policy.Reason) {
 // MilterTokenCheck implements milter.Observer.
 func (m *Metrics) MilterTokenCheck(d time.Duration) { m.milterCheck.Observe(d.Seconds()) }
 
-// LMTPDelivery implements lmtp.Observer.
+// LMTPDelivery implements delivery.Observer.
 func (m *Metrics) LMTPDelivery(outcome string, d time.Duration) {
 	m.lmtpDeliveries.WithLabelValues(outcome).Inc()
 	m.lmtpDuration.Observe(d.Seconds())
 }
 
-// LMTPRecipients implements lmtp.Observer.
+// LMTPRecipients implements delivery.Observer.
 func (m *Metrics) LMTPRecipients(delivered, failed, deferred int) {
 	m.recipients[0].Add(float64(delivered))
 	m.recipients[1].Add(float64(failed))

@@ -9,8 +9,6 @@ import (
 	"testing"
 
 	gomilter "github.com/d--j/go-milter"
-
-	"github.com/restrictedmail/restrictedmail/config"
 )
 
 // benchMail is a typical small message: five header fields, a 2 KB body.
@@ -69,7 +67,7 @@ func BenchmarkOrdinaryMessage(b *testing.B) {
 // message, without the protocol: MAIL FROM, two RCPTs, DATA, abort.
 func BenchmarkOrdinaryCallbacks(b *testing.B) {
 	cfg := testConfig(b, b.TempDir())
-	s := New(Options{Config: func() *config.Config { return cfg }})
+	s := New(Options{Rules: rulesOf(cfg)})
 	c := &session{srv: s}
 	mod := &fakeModifier{}
 	b.ReportAllocs()

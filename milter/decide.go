@@ -2,90 +2,81 @@ package milter
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"strings"
 	"time"
 
 	gomilter "github.com/d--j/go-milter"
 
-	"github.com/restrictedmail/restrictedmail/address"
-	"github.com/restrictedmail/restrictedmail/config"
 	"github.com/restrictedmail/restrictedmail/policy"
 	"github.com/restrictedmail/restrictedmail/token"
 )
 
-var errNoStore = errors.New("no token store configured")
-
-// check judges tok for list l with policy.Check. It reads the store; it
-// never spends.
-func (c *session) check(l *config.List, tok string, headerFrom []address.Address) policy.Verdict {
-	if tok != "" && c.srv.opts.Tokens == nil {
-		return policy.Verdict{Reason: policy.TempFail, List: l.Addr.String(), Cause: errNoStore}
-	}
-	if v, blocked := c.throttled(l, tok); blocked {
-		return v
-	}
+// check completes the facts with what the message knows now (sender,
+// time) and has policy decide. It reads the store; it never spends.
+func (c *session) check(f policy.Facts) (policy.Facts, policy.Verdict) {
+	f.EnvelopeSender, f.Now = c.msg.envelopeSender(), c.srv.now()
 	ctx, cancel := context.WithTimeout(context.Background(), c.srv.storeTimeout)
 	defer cancel()
-	if tok != "" { // without a token nothing is looked up
+	if f.Token != "" && f.Record == nil { // without a token nothing is looked up
 		defer c.srv.observeCheck(time.Now())
 	}
-	v, _ := policy.Check(ctx, c.srv.opts.Tokens, policy.Facts{
-		List:           l.Addr,
-		EnvelopeSender: c.msg.envelopeSender(),
-		HeaderFrom:     headerFrom,
-		Token:          tok,
-		Now:            c.srv.now(),
-	})
-	c.noteGuess(v)
-	return v
+	f, v := c.srv.checker.Check(ctx, f, c.guardKeys()...)
+	if v.Tripped {
+		c.srv.log.Warn("too many unknown posting tokens: further attempts get 450 4.7.1 for a while",
+			"client", c.msg.client, "sender", c.msg.from, "list", v.List, "queue_id", c.msg.qid)
+	}
+	return f, v
 }
 
-// endOfHeaders decides what the header can decide: a loop, a subaddress
-// token waiting for the From header, a header token; and a missing token
-// when the body cannot carry one. Otherwise it starts the body scan and
-// answers "continue".
+// judge decides every restricted address with the facts learnt so far and
+// returns the first final refusal, or whether every address passed.
+func (c *session) judge() (refusal *policy.Verdict, allPassed bool) {
+	allPassed = true
+	for i := range c.msg.lists {
+		st := &c.msg.lists[i]
+		f, v := c.check(st.facts)
+		st.facts = f
+		switch {
+		case v.OK():
+			st.passed = true
+		case !v.Final():
+			allPassed = false
+		default:
+			return &v, false
+		}
+	}
+	return nil, allPassed
+}
+
+// endOfHeaders learns the header's facts — the loop marker, the From field,
+// a header token — and decides what they decide. When a token part in the
+// body may still decide it starts the body scan and answers "continue".
 func (c *session) endOfHeaders() *gomilter.Response {
 	msg := &c.msg
 	msg.eohDone = true
-	for i := range msg.lists {
-		if msg.lists[i].loop {
-			return c.final("eoh", policy.Verdict{Reason: policy.Loop, List: msg.lists[i].list.Addr.String()})
-		}
-	}
-	msg.fromAddrs = msg.headerFrom()
+	from := policy.FromAddresses(msg.fromHeader)
+	bodyRead := !mayHaveTokenPart(msg.contentType)
 	for i := range msg.lists {
 		st := &msg.lists[i]
-		if st.satisfied {
-			continue
+		st.facts.HeaderRead, st.facts.BodyRead, st.facts.HeaderFrom = true, bodyRead, from
+		if st.facts.Token == "" && msg.headerToken != "" {
+			st.facts.Token, st.carrier = msg.headerToken, token.CarrierHeader
 		}
-		tok, carrier := st.deferredToken, token.CarrierSubaddress
-		if tok == "" {
-			tok, carrier = msg.headerToken, token.CarrierHeader
-		}
-		if tok == "" {
-			continue
-		}
-		v := c.check(st.list, tok, msg.fromAddrs)
-		if !v.OK() {
-			return c.final("eoh", v)
-		}
-		st.satisfied, st.carrier = true, carrier
 	}
-	st := msg.firstPending()
-	if st == nil {
+	refusal, passed := c.judge()
+	switch {
+	case refusal != nil:
+		return c.final("eoh", *refusal)
+	case passed:
 		return c.final("eoh", policy.Verdict{Reason: policy.Pass})
 	}
-	if !mayHaveTokenPart(msg.contentType) {
-		return c.final("eoh", c.check(st.list, "", msg.fromAddrs))
-	}
-	msg.body = startBodyScan(msg.finder, unfold(msg.contentType))
+	msg.body = startBodyScan(msg.rules.Finder, unfold(msg.contentType))
 	return gomilter.RespContinue
 }
 
-// endOfMessage checks the token part's token for every restricted address
-// not decided yet. The first failure rejects the whole message.
+// endOfMessage learns the token part's token, for every restricted address
+// not decided yet. The first refusal rejects the whole message.
 func (c *session) endOfMessage() *gomilter.Response {
 	msg := &c.msg
 	if !msg.eohDone {
@@ -94,28 +85,24 @@ func (c *session) endOfMessage() *gomilter.Response {
 			return r
 		}
 	}
-	var tok string
+	var (
+		tok string
+		err error
+	)
 	if b := msg.body; b != nil {
 		msg.body = nil
-		var err error
-		if tok, err = b.finish(c.srv.waitTimeout); err != nil {
-			v := policy.Verdict{Reason: policy.TempFail, Cause: err}
-			if st := msg.firstPending(); st != nil {
-				v.List = st.list.Addr.String()
-			}
-			return c.final("eom", v)
-		}
+		tok, err = b.finish(c.srv.waitTimeout)
 	}
 	for i := range msg.lists {
 		st := &msg.lists[i]
-		if st.satisfied {
-			continue
+		st.facts.BodyRead = true
+		if st.facts.Token == "" {
+			st.facts.Token, st.facts.Err, st.carrier = tok, err, token.CarrierPart
 		}
-		v := c.check(st.list, tok, msg.fromAddrs)
-		if !v.OK() {
-			return c.final("eom", v)
-		}
-		st.satisfied, st.carrier = true, token.CarrierPart
+	}
+	refusal, _ := c.judge()
+	if refusal != nil {
+		return c.final("eom", *refusal)
 	}
 	return c.final("eom", policy.Verdict{Reason: policy.Pass})
 }
@@ -132,18 +119,9 @@ func (c *session) final(stage string, v policy.Verdict) *gomilter.Response {
 func (c *session) tempFailVerdict() policy.Verdict {
 	v := policy.Verdict{Reason: policy.TempFail, Cause: c.msg.cause}
 	if len(c.msg.lists) > 0 {
-		v.List = c.msg.lists[0].list.Addr.String()
+		v.List = c.msg.lists[0].facts.List.Addr.String()
 	}
 	return v
-}
-
-func (m *message) firstPending() *listState {
-	for i := range m.lists {
-		if !m.lists[i].satisfied {
-			return &m.lists[i]
-		}
-	}
-	return nil
 }
 
 // logVerdict writes the one log line of a decision on restricted mail: queue
@@ -164,7 +142,7 @@ func (c *session) logVerdict(stage string, v policy.Verdict) {
 		lists := make([]string, 0, len(msg.lists))
 		carriers := make([]string, 0, len(msg.lists))
 		for _, st := range msg.lists {
-			lists = append(lists, st.list.Addr.String())
+			lists = append(lists, st.facts.List.Addr.String())
 			carriers = append(carriers, st.carrier.String())
 		}
 		attrs = append(attrs,

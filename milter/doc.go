@@ -19,16 +19,23 @@
 // instead of failing the connection, so the milter also works with MTAs
 // (and test clients such as miltertest) that offer less than Postfix.
 //
-// A recipient is told apart from a restricted address by a per-configuration
+// A recipient is told apart from a restricted address by a per-generation
 // index of lower-cased list addresses, looked up without allocating; only a
-// recipient that may be restricted is parsed and checked against
-// config.ListFor. The store is never touched for ordinary mail.
+// recipient that may be restricted is parsed and resolved with
+// policy.Rules.Resolve, as the LMTP endpoint resolves it. The store is never
+// touched for ordinary mail.
+//
+// The milter decides nothing itself: at each decision point it adds what
+// it has learnt to each restricted address's policy.Facts and asks
+// policy.Checker (policy.Decide underneath); a verdict that the facts still
+// to come could change is Undecided, and the milter waits for them.
 //
 // # Decision points
 //
 //   - RCPT: a restricted recipient whose subaddress carries a token
-//     (board+TOKEN@example.org) is judged at once with policy.Check. A bad
-//     token rejects that recipient alone (550 5.7.1 and the sentence of the
+//     (board+TOKEN@example.org) is judged at once. The first subaddress token
+//     of a list is the one judged, as the endpoint groups recipients
+//     (policy.GroupByList). A bad token rejects that recipient alone (550 5.7.1 and the sentence of the
 //     verdict); other recipients of the message are unaffected. A token bound
 //     to another sender is not rejected yet: the binding also matches the
 //     From header, which is known only at the end of the headers.
@@ -37,7 +44,8 @@
 //     sends neither its headers nor its body.
 //   - End of headers: the loop marker (policy.LoopHeader naming the list)
 //     rejects as a loop; a token from the token header field, or a subaddress
-//     token waiting for the From header, is checked. When every restricted
+//     token waiting for the From header (parsed with policy.FromAddresses,
+//     every charset go-message knows), is checked. When every restricted
 //     recipient is decided, the verdict is returned here and the body is never
 //     transferred. A body that is not multipart cannot carry a token part, so
 //     the missing token is reported here too.
@@ -48,7 +56,8 @@
 //     is dropped.
 //   - End of message: the token part's token is checked; any failure rejects
 //     the whole message with the reply of the first restricted address that
-//     failed, even when the message also has ordinary recipients (at end of
+//     failed (in the order the lists were first named), even when the
+//     message also has ordinary recipients (at end of
 //     message Postfix can only accept or reject the message as a whole).
 //
 // The milter checks tokens; it never spends them. The LMTP endpoint spends

@@ -12,6 +12,8 @@ import (
 	gomilter "github.com/d--j/go-milter"
 
 	"github.com/restrictedmail/restrictedmail/config"
+	"github.com/restrictedmail/restrictedmail/internal/generation"
+	"github.com/restrictedmail/restrictedmail/policy"
 	"github.com/restrictedmail/restrictedmail/token"
 )
 
@@ -52,9 +54,9 @@ func must(act *gomilter.Action, err error) *gomilter.Action {
 
 func TestReloadAppliesToTheNextMessage(t *testing.T) {
 	t.Parallel()
-	var cur atomic.Pointer[config.Config]
-	h := newHarness(t, func(o *Options) { o.Config = func() *config.Config { return cur.Load() } })
-	cur.Store(h.cfg)
+	var cur atomic.Pointer[policy.Rules]
+	h := newHarness(t, func(o *Options) { o.Rules = cur.Load })
+	cur.Store(generation.Rules(h.cfg))
 	cs := h.session(t)
 
 	wantAccept(t, send(t, cs, newMail("", []string{"new@example.org"})), "data")
@@ -67,7 +69,26 @@ bounce_address = "new-bounces@example.org"
 	if cfg == nil {
 		t.Fatal(problems)
 	}
-	cur.Store(cfg)
+	// A reload between MAIL and RCPT does not reach the message under
+	// way: it is judged with the rules of its MAIL, whole.
+	if _, err := cs.Mail("alice@example.net", ""); err != nil {
+		t.Fatal(err)
+	}
+	// MAIL is sent without waiting for a reply; the first RCPT's reply
+	// says the milter has read it.
+	if act, err := cs.Rcpt(ordinary, ""); err != nil || act.Type != gomilter.ActionContinue {
+		t.Fatalf("RCPT: %v %v", act, err)
+	}
+	cur.Store(generation.Rules(cfg))
+	if act, err := cs.Rcpt("new@example.org", ""); err != nil || act.Type != gomilter.ActionContinue {
+		t.Fatalf("RCPT: %v %v", act, err)
+	}
+	if act, err := cs.DataStart(); err != nil || act.Type != gomilter.ActionAccept {
+		t.Fatalf("DATA of the message begun before the reload: %+v %v; want accept (ordinary under its rules)", act, err)
+	}
+	if err := cs.Abort(nil); err != nil {
+		t.Fatal(err)
+	}
 	// Same connection, next message: the new list is restricted.
 	wantReject(t, send(t, cs, newMail("", []string{"new@example.org"})), "eom", "No posting token found: <new@example.org>")
 }
@@ -112,9 +133,7 @@ func TestStoreTimeout(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, func(o *Options) {
 		o.Tokens = slowTokens{}
-		cfg := *o.Config()
-		cfg.Milter.ReadTimeout = config.Duration(time.Second)
-		o.Config = func() *config.Config { return &cfg }
+		o.ReadTimeout = time.Second
 	})
 	cs := h.session(t)
 	out := send(t, cs, newMail("", []string{sub(board, token.Generate())}))
@@ -162,11 +181,12 @@ func TestPanicWithoutReplyFailsTheMessage(t *testing.T) {
 	var explode atomic.Bool
 	cfg := testConfig(t, t.TempDir())
 	h2 := newHarness(t, func(o *Options) {
-		o.Config = func() *config.Config {
+		rules := generation.Rules(cfg)
+		o.Rules = func() *policy.Rules {
 			if explode.Load() {
 				panic("bug in the configuration")
 			}
-			return cfg
+			return rules
 		}
 	})
 	cs := h2.session(t)

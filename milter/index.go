@@ -5,31 +5,29 @@ import (
 	"unicode/utf8"
 
 	"github.com/restrictedmail/restrictedmail/address"
-	"github.com/restrictedmail/restrictedmail/config"
+	"github.com/restrictedmail/restrictedmail/policy"
 )
 
 // index answers "may this recipient be a restricted address?" for one
 // configuration without allocating, so that ordinary recipients cost no
 // parsing. It is conservative: it may say yes for an address that
-// config.ListFor then finds ordinary, never no for one that ListFor finds
+// policy.Rules.ListFor then finds ordinary, never no for one that ListFor finds
 // restricted.
 type index struct {
-	cfg   *config.Config
+	rules *policy.Rules
 	keys  map[string]struct{} // address.Key of every list address
 	delim string              // the recipient delimiter
 }
 
-func newIndex(cfg *config.Config) *index {
-	x := &index{cfg: cfg, keys: make(map[string]struct{}, len(cfg.Lists)), delim: cfg.RecipientDelimiter}
-	for i := range cfg.Lists {
-		if a := cfg.Lists[i].Addr; !a.IsZero() {
-			x.keys[a.Key()] = struct{}{}
-		}
+func newIndex(rules *policy.Rules) *index {
+	x := &index{rules: rules, keys: make(map[string]struct{}, len(rules.Lists)), delim: rules.Delimiter}
+	for _, k := range rules.Keys() {
+		x.keys[k] = struct{}{}
 	}
 	return x
 }
 
-// mayBeRestricted mirrors address.Parse and config.ListFor for ASCII
+// mayBeRestricted mirrors address.Parse and policy.Rules.ListFor for ASCII
 // addresses: the key is the lower-cased local part and domain (without a
 // trailing dot), tried whole and then without the subaddress. Anything
 // unusual (non-ASCII, which IDNA may map) is handed to the real parser.

@@ -6,7 +6,7 @@ import (
 	gomilter "github.com/d--j/go-milter"
 
 	"github.com/restrictedmail/restrictedmail/address"
-	"github.com/restrictedmail/restrictedmail/config"
+	"github.com/restrictedmail/restrictedmail/internal/generation"
 )
 
 // The index may send an ordinary address down the slow path, but must
@@ -17,7 +17,7 @@ func checkIndexAgrees(t *testing.T, x *index, rcpt string) {
 	if err != nil {
 		return
 	}
-	if l, _ := x.cfg.ListFor(a); l != nil && !x.mayBeRestricted(rcpt) {
+	if l, _ := x.rules.ListFor(a); l != nil && !x.mayBeRestricted(rcpt) {
 		t.Errorf("%q is restricted (%s), but the index calls it ordinary", rcpt, l.Addr)
 	}
 }
@@ -32,7 +32,7 @@ var indexSeeds = []string{
 
 func TestIndexAgreesWithListFor(t *testing.T) {
 	t.Parallel()
-	x := newIndex(testConfig(t, t.TempDir()))
+	x := newIndex(generation.Rules(testConfig(t, t.TempDir())))
 	for _, s := range indexSeeds {
 		checkIndexAgrees(t, x, s)
 	}
@@ -52,7 +52,7 @@ func FuzzIndexAgreesWithListFor(f *testing.F) {
 	for _, s := range indexSeeds {
 		f.Add(s)
 	}
-	x := newIndex(testConfig(f, f.TempDir()))
+	x := newIndex(generation.Rules(testConfig(f, f.TempDir())))
 	f.Fuzz(func(t *testing.T, rcpt string) { checkIndexAgrees(t, x, rcpt) })
 }
 
@@ -67,7 +67,7 @@ func (*fakeModifier) Get(gomilter.MacroName) string { return "" }
 // DATA and the abort that follows.
 func TestOrdinaryPathAllocatesNothing(t *testing.T) {
 	cfg := testConfig(t, t.TempDir())
-	s := New(Options{Config: func() *config.Config { return cfg }})
+	s := New(Options{Rules: rulesOf(cfg)})
 	c := &session{srv: s}
 	// A pointer: converting a struct value to the interface would allocate.
 	mod := &fakeModifier{}

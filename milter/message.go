@@ -1,25 +1,21 @@
 package milter
 
 import (
-	"net/mail"
 	"strings"
 
 	"github.com/restrictedmail/restrictedmail/address"
-	"github.com/restrictedmail/restrictedmail/config"
 	"github.com/restrictedmail/restrictedmail/policy"
 	"github.com/restrictedmail/restrictedmail/token"
 )
 
-// listState is what is known of one restricted address of the message.
+// listState is what is known of one restricted address of the message:
+// the facts gathered so far, for policy.Decide.
 type listState struct {
-	list *config.List
-	// satisfied: a valid subaddress or header token already let it pass.
-	satisfied bool
-	carrier   token.Carrier // of the token that satisfied it
-	// deferredToken is a subaddress token bound to another sender than the
-	// envelope sender; the From header may still match the binding.
-	deferredToken string
-	loop          bool // the message carries this list's loop marker
+	facts   policy.Facts
+	carrier token.Carrier // of the token in facts
+	// passed: the verdict is a final pass (a valid subaddress token, say);
+	// the later stages still check the loop marker.
+	passed bool
 }
 
 // maxHeaderValue bounds what is kept of the From and Content-Type fields.
@@ -31,9 +27,8 @@ const maxHeaderValue = 64 << 10
 // is reset at MAIL FROM, on abort and after end of message; resetting keeps
 // the backing array of lists so that the ordinary path allocates nothing.
 type message struct {
-	cfg    *config.Config
+	rules  *policy.Rules
 	idx    *index
-	finder token.Finder
 	from   string // envelope sender as the MTA gave it
 	rcpts  int    // recipients let through at RCPT
 	lists  []listState
@@ -55,7 +50,6 @@ type message struct {
 	headerToken string
 	eohDone     bool
 	body        *bodyScan
-	fromAddrs   []address.Address // parsed From field, at end of headers
 }
 
 func (m *message) reset() {
@@ -93,14 +87,22 @@ func (m *message) envelopeSender() address.Address {
 
 // add records a restricted recipient; several recipients of one list
 // share its state.
-func (m *message) add(l *config.List) *listState {
+func (m *message) add(l *policy.List) *listState {
+	if st := m.find(l); st != nil {
+		return st
+	}
+	m.lists = append(m.lists, listState{facts: policy.Facts{List: l}})
+	return &m.lists[len(m.lists)-1]
+}
+
+// find returns the state of l, or nil.
+func (m *message) find(l *policy.List) *listState {
 	for i := range m.lists {
-		if m.lists[i].list == l {
+		if m.lists[i].facts.List == l {
 			return &m.lists[i]
 		}
 	}
-	m.lists = append(m.lists, listState{list: l})
-	return &m.lists[len(m.lists)-1]
+	return nil
 }
 
 // header takes what the decision needs from one header field: the first
@@ -118,15 +120,16 @@ func (m *message) header(name, value string) {
 			m.haveCT, m.contentType = true, truncate(value)
 		}
 	case strings.EqualFold(name, policy.LoopHeader):
+		// Every recipient is known by now (RCPT comes before DATA).
 		values := []string{value}
 		for i := range m.lists {
-			if policy.IsLoop(values, m.lists[i].list.Addr) {
-				m.lists[i].loop = true
+			if policy.IsLoop(values, m.lists[i].facts.List.Addr) {
+				m.lists[i].facts.Loop = true
 			}
 		}
 	}
 	if m.headerToken == "" {
-		m.headerToken = m.finder.InHeaderField(name, value)
+		m.headerToken = m.rules.Finder.InHeaderField(name, value)
 	}
 }
 
@@ -137,38 +140,14 @@ func truncate(s string) string {
 	return s
 }
 
-// headerFrom returns the addresses of the From field; garbage yields what
-// could be parsed, possibly nothing.
-func (m *message) headerFrom() []address.Address {
-	if !m.haveFrom {
-		return nil
-	}
-	list, err := mail.ParseAddressList(unfold(m.fromHeader))
-	if err != nil {
-		// One bad mailbox spoils the list: try the first mailbox alone.
-		a, err := mail.ParseAddress(unfold(m.fromHeader))
-		if err != nil {
-			return nil
-		}
-		list = []*mail.Address{a}
-	}
-	out := make([]address.Address, 0, len(list))
-	for _, a := range list {
-		if p, err := address.Parse(a.Address); err == nil {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-func unfold(s string) string {
-	return strings.NewReplacer("\r\n", "", "\n", "", "\r", "").Replace(s)
-}
-
 // mayHaveTokenPart reports whether a body of this Content-Type can carry a
 // token part at all. token.Finder only examines multipart bodies (a
 // single-part message is never a carrier), so for any other body the
 // answer is known without reading it.
+func unfold(s string) string {
+	return strings.NewReplacer("\r\n", "", "\n", "", "\r", "").Replace(s)
+}
+
 func mayHaveTokenPart(contentType string) bool {
 	mt, _, _ := strings.Cut(strings.TrimSpace(contentType), ";")
 	return strings.HasPrefix(strings.ToLower(strings.TrimSpace(mt)), "multipart/")

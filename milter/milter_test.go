@@ -18,6 +18,8 @@ import (
 	gomilter "github.com/d--j/go-milter"
 
 	"github.com/restrictedmail/restrictedmail/config"
+	"github.com/restrictedmail/restrictedmail/internal/generation"
+	"github.com/restrictedmail/restrictedmail/policy"
 	"github.com/restrictedmail/restrictedmail/store"
 	"github.com/restrictedmail/restrictedmail/token"
 )
@@ -68,6 +70,12 @@ const (
 	chunkLimit = int(gomilter.DataSize64K)
 )
 
+// rulesOf returns the rules of cfg, built once.
+func rulesOf(cfg *config.Config) func() *policy.Rules {
+	r := generation.Rules(cfg)
+	return func() *policy.Rules { return r }
+}
+
 func testConfig(t testing.TB, dir string) *config.Config {
 	t.Helper()
 	cfg, problems := config.Parse([]byte(testTOML), filepath.Join(dir, "restrictedmail.toml"))
@@ -114,7 +122,7 @@ func newHarness(t testing.TB, mods ...func(*Options)) *harness {
 	}
 	h.db = db
 	opts := Options{
-		Config: func() *config.Config { return h.cfg },
+		Rules:  rulesOf(h.cfg),
 		Tokens: db,
 		Logger: slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}

@@ -7,7 +7,6 @@ import (
 
 	gomilter "github.com/d--j/go-milter"
 
-	"github.com/restrictedmail/restrictedmail/config"
 	"github.com/restrictedmail/restrictedmail/policy"
 )
 
@@ -45,7 +44,7 @@ func (o *countingObserver) snapshot() (ordinary int, verdicts [16]int, checks in
 func TestOrdinaryPathAllocatesNothingObserved(t *testing.T) {
 	cfg := testConfig(t, t.TempDir())
 	obs := &countingObserver{}
-	s := New(Options{Config: func() *config.Config { return cfg }, Observer: obs})
+	s := New(Options{Rules: rulesOf(cfg), Observer: obs})
 	c := &session{srv: s}
 	mod := &fakeModifier{}
 	allocs := testing.AllocsPerRun(1000, func() {

@@ -11,23 +11,26 @@ import (
 
 	gomilter "github.com/d--j/go-milter"
 
-	"github.com/restrictedmail/restrictedmail/config"
-	"github.com/restrictedmail/restrictedmail/guard"
 	"github.com/restrictedmail/restrictedmail/policy"
+	"github.com/restrictedmail/restrictedmail/reply"
 )
 
 // Options configure a Server.
 type Options struct {
-	// Config returns the current configuration; it is called once per
-	// message (at MAIL FROM) so that a reload (SIGHUP) takes effect for the
-	// next message without cutting connections.
-	Config func() *config.Config
+	// Rules returns the rules of the configuration in force; it is called
+	// once per message (at MAIL FROM) so that a reload (SIGHUP) takes
+	// effect for the next message without cutting connections.
+	Rules  func() *policy.Rules
 	Tokens policy.Tokens // the store (*store.DB satisfies it)
 	Logger *slog.Logger
 	Now    func() time.Time // nil: time.Now
 	// Guard slows down token guessing (shared with the LMTP endpoint);
 	// nil: no limit.
-	Guard *guard.Guard
+	Guard policy.Guard
+	// ReadTimeout and WriteTimeout bound one milter packet; zero:
+	// DefaultTimeout and 30s. ReadTimeout also bounds how long end of
+	// message waits for the body scan.
+	ReadTimeout, WriteTimeout time.Duration
 	// Observer is told of every decision (metrics); nil: none.
 	Observer Observer
 }
@@ -47,9 +50,10 @@ type Server struct {
 	// tempFail is the 451 4.3.0 reply, built once so that the panic path
 	// needs no formatting.
 	tempFail *gomilter.Response
+	checker  policy.Checker
 
 	// idx is the restricted-address index of the configuration seen last;
-	// it is rebuilt when Options.Config returns another configuration.
+	// it is rebuilt when Options.Rules returns other rules (a reload).
 	idx atomic.Pointer[index]
 }
 
@@ -72,13 +76,16 @@ const actions = gomilter.OptSetMacros
 // than Postfix's milter_default_action.
 const storeTimeoutMax = 20 * time.Second
 
-// New returns a server for opts. The read and write timeouts are taken from
-// Config().Milter now; a reload does not change them. Options.Config is
-// required (New panics without it, like a wiring mistake should); a nil
-// Tokens makes every token check a temporary failure.
+// DefaultTimeout is the read timeout of zero Options.ReadTimeout, the
+// same as the configuration's default.
+const DefaultTimeout = 5 * time.Minute
+
+// New returns a server for opts. Options.Rules is required (New panics
+// without it, like a wiring mistake should); a nil Tokens makes every
+// token check a temporary failure.
 func New(opts Options) *Server {
-	if opts.Config == nil {
-		panic("milter.New: Options.Config is nil")
+	if opts.Rules == nil {
+		panic("milter.New: Options.Rules is nil")
 	}
 	s := &Server{opts: opts, log: opts.Logger, now: opts.Now}
 	if s.log == nil {
@@ -90,16 +97,16 @@ func New(opts Options) *Server {
 	if s.obs = opts.Observer; s.obs == nil {
 		s.obs = noObserver{}
 	}
-	cfg := opts.Config()
-	if cfg == nil {
-		cfg = config.Default()
+	readTimeout, writeTimeout := opts.ReadTimeout, opts.WriteTimeout
+	if readTimeout <= 0 {
+		readTimeout = DefaultTimeout
 	}
-	readTimeout, writeTimeout := cfg.Milter.ReadTimeout.D(), cfg.Milter.WriteTimeout.D()
+	if writeTimeout <= 0 {
+		writeTimeout = 30 * time.Second
+	}
 	s.waitTimeout = readTimeout
-	if s.waitTimeout <= 0 {
-		s.waitTimeout = config.Default().Milter.ReadTimeout.D()
-	}
 	s.storeTimeout = min(s.waitTimeout, storeTimeoutMax)
+	s.checker = policy.Checker{Tokens: opts.Tokens, Guard: opts.Guard}
 	s.tempFail = s.reply(policy.Verdict{Reason: policy.TempFail})
 
 	// Postfix gives the queue id from the first accepted RCPT on (from MAIL
@@ -156,13 +163,13 @@ func negotiate(mtaVersion, milterVersion uint32, mtaActions, milterActions gomil
 	return min(mtaVersion, milterVersion), milterActions & mtaActions, milterProtocol & mtaProtocol, gomilter.DataSize64K, nil
 }
 
-// indexFor returns the restricted-address index of cfg, building it when
-// the configuration changed (a reload) since the last message.
-func (s *Server) indexFor(cfg *config.Config) *index {
-	if x := s.idx.Load(); x != nil && x.cfg == cfg {
+// indexFor returns the restricted-address index of rules, building it when
+// the rules changed (a reload) since the last message.
+func (s *Server) indexFor(rules *policy.Rules) *index {
+	if x := s.idx.Load(); x != nil && x.rules == rules {
 		return x
 	}
-	x := newIndex(cfg)
+	x := newIndex(rules)
 	s.idx.Store(x)
 	return x
 }
@@ -174,13 +181,17 @@ func (s *Server) reply(v policy.Verdict) *gomilter.Response {
 	if v.OK() {
 		return gomilter.RespAccept
 	}
-	r := v.Reply()
+	return s.replyOf(v.Reply(), v.Reason)
+}
+
+// replyOf is the one place a reply becomes a milter response.
+func (s *Server) replyOf(r reply.Reply, reason policy.Reason) *gomilter.Response {
 	resp, err := gomilter.RejectWithCodeAndReason(uint16(r.Code),
 		fmt.Sprintf("%d.%d.%d %s", r.Enhanced[0], r.Enhanced[1], r.Enhanced[2], r.Text))
 	if err != nil {
 		// Cannot happen with policy's replies; a bare temporary failure is
 		// still never an accept.
-		s.log.Error("milter: building reply", "reason", v.Reason.String(), "error", err)
+		s.log.Error("milter: building reply", "reason", reason.String(), "error", err)
 		return gomilter.RespTempFail
 	}
 	return resp

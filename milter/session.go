@@ -7,12 +7,11 @@ import (
 
 	gomilter "github.com/d--j/go-milter"
 
-	"github.com/restrictedmail/restrictedmail/address"
 	"github.com/restrictedmail/restrictedmail/policy"
 	"github.com/restrictedmail/restrictedmail/token"
 )
 
-var errNoConfig = errors.New("no configuration")
+var errNoRules = errors.New("no configuration")
 
 // session is the milter of one MTA connection. go-milter calls its methods
 // one at a time, in protocol order, so it needs no lock. Every callback
@@ -52,13 +51,12 @@ func (c *session) MailFrom(from, _ string, _ gomilter.Modifier) (resp *gomilter.
 }
 
 func (c *session) begin(from string) {
-	cfg := c.srv.opts.Config()
-	if cfg == nil {
-		c.msg.fail(errNoConfig)
+	rules := c.srv.opts.Rules()
+	if rules == nil {
+		c.msg.fail(errNoRules)
 		return
 	}
-	c.msg.cfg, c.msg.idx, c.msg.from = cfg, c.srv.indexFor(cfg), from
-	c.msg.finder = token.Finder{Prefix: cfg.Tokens.Prefix, Header: cfg.Tokens.Header}
+	c.msg.rules, c.msg.idx, c.msg.from = rules, c.srv.indexFor(rules), from
 }
 
 // RcptTo lets every recipient through with "continue" except a restricted
@@ -68,7 +66,7 @@ func (c *session) begin(from string) {
 func (c *session) RcptTo(rcpt, _ string, m gomilter.Modifier) (resp *gomilter.Response, _ error) {
 	defer c.recover("rcpt", &resp)
 	msg := &c.msg
-	if msg.cfg == nil && !msg.failed {
+	if msg.rules == nil && !msg.failed {
 		c.begin("") // an MTA that did not send MAIL FROM
 	}
 	if msg.failed {
@@ -87,31 +85,35 @@ func (c *session) RcptTo(rcpt, _ string, m gomilter.Modifier) (resp *gomilter.Re
 // rejection of the recipient, or nil to let it through.
 func (c *session) restrictedRcpt(rcpt string, m gomilter.Modifier) *gomilter.Response {
 	msg := &c.msg
-	a, err := address.Parse(rcpt)
-	if err != nil {
-		return nil
-	}
-	l, _ := msg.cfg.ListFor(a)
-	if l == nil {
+	rc, err := msg.rules.Resolve(rcpt)
+	if err != nil || rc.List == nil {
 		return nil
 	}
 	msg.noteQueueID(m)
-	_, tok := token.Subaddress(a, msg.cfg.RecipientDelimiter)
-	if tok == "" {
-		msg.add(l)
+	st := msg.find(rc.List)
+	if rc.Token == "" || st != nil && st.facts.Token != "" {
+		// The first subaddress token of a list is the one judged, as the
+		// LMTP endpoint does (policy.GroupByList).
+		msg.add(rc.List)
 		return nil
 	}
-	v := c.check(l, tok, nil)
+	f := policy.Facts{List: rc.List, Token: rc.Token}
+	if st != nil {
+		f = st.facts
+		f.Token = rc.Token
+	}
+	f, v := c.check(f)
 	switch {
 	case v.OK():
-		st := msg.add(l)
-		st.satisfied, st.carrier = true, token.CarrierSubaddress
-	case v.Reason == policy.WrongSender:
+		st = msg.add(rc.List)
+		st.facts, st.carrier, st.passed = f, token.CarrierSubaddress, true
+	case !v.Final():
 		// The binding may still match the From header: decide at its end.
-		if st := msg.add(l); !st.satisfied && st.deferredToken == "" {
-			st.deferredToken = tok
-		}
+		st = msg.add(rc.List)
+		st.facts, st.carrier = f, token.CarrierSubaddress
 	default:
+		// Postfix refuses this recipient alone; the list is judged
+		// without it, as the LMTP endpoint will never see it.
 		c.logVerdict("rcpt", v)
 		c.srv.obs.MilterVerdict(v.Reason)
 		return c.srv.reply(v)

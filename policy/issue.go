@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/restrictedmail/restrictedmail/address"
-	"github.com/restrictedmail/restrictedmail/config"
 	"github.com/restrictedmail/restrictedmail/token"
 )
 
@@ -31,23 +30,23 @@ type IssueRequest struct {
 	HideSender bool
 }
 
-// NewToken checks req against cfg and returns a new token with the record
+// NewToken checks req against rules and returns a new token with the record
 // a store keeps for it (which holds only the token's hash). The token is
 // shown to the administrator once and never again.
-func NewToken(cfg *config.Config, req IssueRequest, now time.Time) (string, token.Record, error) {
+func NewToken(rules *Rules, req IssueRequest, now time.Time) (string, token.Record, error) {
 	la, err := address.Parse(req.List)
 	if err != nil {
 		return "", token.Record{}, issueErr("list", "%q: %v", req.List, err)
 	}
-	l := cfg.List(la)
+	l := rules.List(la)
 	if l == nil {
-		return "", token.Record{}, issueErr("list", "%s is not a restricted address in %s", la, cfg.File)
+		return "", token.Record{}, issueErr("list", "%s is not a restricted address in %s", la, rules.Source)
 	}
 	rec := token.Record{
 		ID:          token.NewID(),
 		List:        l.Addr.Key(),
 		Created:     now.UTC().Truncate(time.Second),
-		UsesAllowed: cfg.Tokens.DefaultUses,
+		UsesAllowed: rules.Issue.Uses,
 		HideSender:  req.HideSender,
 	}
 	if req.Sender != "" {
@@ -63,7 +62,7 @@ func NewToken(cfg *config.Config, req IssueRequest, now time.Time) (string, toke
 	case req.Uses > 0:
 		rec.UsesAllowed = req.Uses
 	}
-	ttl := cfg.Tokens.DefaultTTL.D()
+	ttl := rules.Issue.TTL
 	if req.TTL != nil {
 		ttl = *req.TTL
 	}

@@ -1,20 +1,18 @@
-// Package policy is the one decision that the milter and the LMTP endpoint
-// share: given the facts of a message for one restricted address, may it
-// pass? Judge is a plain function, testable without sockets or a store;
-// Check adds the token lookup. A Verdict carries its SMTP reply so that
-// each adapter turns it into a wire answer in exactly one place, and no
-// internal error text ever reaches the wire.
+// Package policy is the one decision about a message for a restricted
+// address, shared by the milter, the LMTP endpoint and the dry run. Decide
+// is a plain function over Facts — loop, unreadable, throttled, token
+// found and valid, address binding, sender binding — returning one
+// Verdict; Check adds the token lookup and the guard. The adapters only
+// gather facts (the milter step by step, the LMTP endpoint and the dry run
+// at once, with the parsers of facts.go) and turn the verdict into a wire
+// reply in one place each; none of them decides anything itself.
 package policy
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"time"
 
-	"github.com/restrictedmail/restrictedmail/address"
-	"github.com/restrictedmail/restrictedmail/token"
+	"github.com/restrictedmail/restrictedmail/reply"
 )
 
 // Reason says why a message was or was not let through.
@@ -34,12 +32,16 @@ const (
 	Malformed          // the message could not be read as mail
 	TempFail           // store or internal failure: try again later
 	Throttled          // too many unknown tokens from this client or sender (guard)
+	// Undecided: the facts known so far do not decide yet (the milter
+	// before the end of the header or the body). Never sent.
+	Undecided
 )
 
 var reasonNames = [...]string{
 	Pass: "pass", NoToken: "no_token", Unknown: "unknown_token", Expired: "expired",
 	UsedUp: "used_up", Revoked: "revoked", WrongSender: "wrong_sender", WrongList: "wrong_list",
 	Loop: "loop", Malformed: "malformed", TempFail: "tempfail", Throttled: "throttled",
+	Undecided: "undecided",
 }
 
 // String is the stable name used in logs and metrics.
@@ -57,63 +59,50 @@ type Verdict struct {
 	// Cause is the internal error behind a TempFail; it is logged, never
 	// sent to the SMTP client.
 	Cause error
+	// Tripped: this verdict's unknown token made the guard block the
+	// client or sender (for the adapter's log line).
+	Tripped bool
 }
 
 // OK reports whether the message may pass.
 func (v Verdict) OK() bool { return v.Reason == Pass }
 
+// Final reports whether the verdict stands whatever is learnt later.
+func (v Verdict) Final() bool { return v.Reason != Undecided }
+
 // Temporary reports whether the sender should try again later.
 func (v Verdict) Temporary() bool { return v.Reason == TempFail || v.Reason == Throttled }
-
-// Reply is an SMTP reply: code, enhanced status code (RFC 3463) and text.
-type Reply struct {
-	Code     int
-	Enhanced [3]int
-	Text     string
-}
-
-func (r Reply) String() string {
-	return fmt.Sprintf("%d %d.%d.%d %s", r.Code, r.Enhanced[0], r.Enhanced[1], r.Enhanced[2], r.Text)
-}
 
 // Reply returns the SMTP reply for the verdict. Rejections are 550 5.7.1
 // (RFC 3463: delivery not authorized) with a sentence that tells the sender
 // what is wrong and names the restricted address.
-func (v Verdict) Reply() Reply {
-	addr := "<" + v.List + ">"
+func (v Verdict) Reply() reply.Reply {
 	switch v.Reason {
 	case Pass:
-		return Reply{250, [3]int{2, 0, 0}, "OK"}
+		return reply.OK()
 	case NoToken:
-		return Reply{550, [3]int{5, 7, 1}, "No posting token found: " + addr + " is a restricted address; attach your token file, add the token header, or write to the address with the token you were given"}
+		return reply.NoToken(v.List)
 	case Unknown:
-		return Reply{550, [3]int{5, 7, 1}, "Unknown posting token: this message's token is not valid for " + addr}
+		return reply.UnknownToken(v.List)
 	case Expired:
-		return Reply{550, [3]int{5, 7, 1}, "Posting token expired: ask for a new token to write to " + addr}
+		return reply.ExpiredToken(v.List)
 	case UsedUp:
-		return Reply{550, [3]int{5, 7, 1}, "Posting token already used: it allowed no more messages to " + addr}
+		return reply.UsedUpToken(v.List)
 	case Revoked:
-		return Reply{550, [3]int{5, 7, 1}, "Posting token revoked: it no longer allows messages to " + addr}
+		return reply.RevokedToken(v.List)
 	case WrongSender:
-		return Reply{550, [3]int{5, 7, 1}, "Posting token not valid for this sender: it was issued to another sender for " + addr}
+		return reply.WrongSender(v.List)
 	case WrongList:
-		return Reply{550, [3]int{5, 7, 1}, "Posting token not valid for this address: it was issued for another address than " + addr}
+		return reply.WrongList(v.List)
 	case Loop:
-		// RFC 3463 X.4.6: routing loop detected.
-		return Reply{554, [3]int{5, 4, 6}, "Mail loop detected: this message was already distributed by " + addr}
+		return reply.Loop(v.List)
 	case Malformed:
-		// Like every rejection, name the address when there is one: the
-		// sender may have written to several.
-		text := "Message could not be read: its header is malformed or too large"
-		if v.List != "" {
-			text = "Message to " + addr + " could not be read: its header is malformed or too large"
-		}
-		return Reply{554, [3]int{5, 6, 0}, text}
+		return reply.Malformed(v.List)
 	case Throttled:
-		// RFC 3463 X.7.1: not authorized; 4xx because the block ends.
-		return Reply{450, [3]int{4, 7, 1}, "Too many invalid posting tokens for " + addr + " from this client or sender; try again later"}
+		return reply.Throttled(v.List)
 	}
-	return Reply{451, [3]int{4, 3, 0}, "Temporary failure checking the posting token, please try again later"}
+	// TempFail, and Undecided should an adapter ever send it: never a pass.
+	return reply.TokenTempFail()
 }
 
 // LogValue logs the reason and list, and the cause of a failure.
@@ -123,120 +112,4 @@ func (v Verdict) LogValue() slog.Value {
 		attrs = append(attrs, slog.String("cause", v.Cause.Error()))
 	}
 	return slog.GroupValue(attrs...)
-}
-
-// Facts are what is known of a message when it is judged for one restricted
-// address.
-type Facts struct {
-	List           address.Address   // the restricted address
-	EnvelopeSender address.Address   // zero for the null sender
-	HeaderFrom     []address.Address // addresses of the From field
-	Token          string            // "" when no carrier held one
-	Now            time.Time
-}
-
-// Judge decides from the facts and the token's record (nil when the token
-// is unknown). It checks, it does not spend.
-func Judge(f Facts, rec *token.Record) Verdict {
-	v := Verdict{List: f.List.String()}
-	switch {
-	case f.Token == "":
-		v.Reason = NoToken
-	case rec == nil:
-		v.Reason = Unknown
-	case rec.List != f.List.Key():
-		v.Reason = WrongList
-	case rec.Revoked:
-		v.Reason = Revoked
-	case rec.Expired(f.Now):
-		v.Reason = Expired
-	case rec.UsesLeft() == 0:
-		v.Reason = UsedUp
-	case !senderMatches(rec.Sender, f):
-		v.Reason = WrongSender
-	default:
-		v.Reason = Pass
-	}
-	return v
-}
-
-// senderMatches applies SPEC.md's sender binding: the envelope sender or
-// an address of the From field equals the bound sender, ignoring case.
-// Forwarders (Google Groups, for one) rewrite the envelope sender, which
-// is why the From field counts too.
-func senderMatches(bound string, f Facts) bool {
-	if bound == "" {
-		return true
-	}
-	if !f.EnvelopeSender.IsZero() && f.EnvelopeSender.Key() == bound {
-		return true
-	}
-	for _, a := range f.HeaderFrom {
-		if a.Key() == bound {
-			return true
-		}
-	}
-	return false
-}
-
-// Tokens is what Check needs from a store.
-type Tokens interface {
-	TokenByHash(ctx context.Context, h token.Hash) (token.Record, error)
-}
-
-// Check looks the token up and judges. A store failure is a TempFail
-// verdict, never a pass. On Pass the token's record is returned too.
-func Check(ctx context.Context, store Tokens, f Facts) (Verdict, *token.Record) {
-	if f.Token == "" {
-		return Judge(f, nil), nil
-	}
-	rec, err := store.TokenByHash(ctx, token.HashOf(f.Token))
-	switch {
-	case errors.Is(err, token.ErrNotFound):
-		return Judge(f, nil), nil
-	case err != nil:
-		return Verdict{Reason: TempFail, List: f.List.String(), Cause: err}, nil
-	}
-	v := Judge(f, &rec)
-	if !v.OK() {
-		return v, nil
-	}
-	return v, &rec
-}
-
-// FromSpendError turns a store's refusal to spend into a verdict for list;
-// an error that is not one of token's refusals is a TempFail.
-func FromSpendError(list string, err error) Verdict {
-	v := Verdict{List: list}
-	switch {
-	case err == nil:
-		v.Reason = Pass
-	case errors.Is(err, token.ErrUsedUp):
-		v.Reason = UsedUp
-	case errors.Is(err, token.ErrRevoked):
-		v.Reason = Revoked
-	case errors.Is(err, token.ErrExpired):
-		v.Reason = Expired
-	case errors.Is(err, token.ErrNotFound):
-		v.Reason = Unknown
-	default:
-		v.Reason, v.Cause = TempFail, err
-	}
-	return v
-}
-
-// LoopHeader is the loop marker the rewriter adds to every copy: its value
-// is the list address. A message that already carries this list's marker
-// came back to us (a recipient forwarding to the list, say) and is not
-// distributed again.
-const LoopHeader = "X-Loop"
-
-// IsLoop reports whether one of the LoopHeader values names list.
-func IsLoop(values []string, list address.Address) bool {
-	for _, v := range values {
-		if a, err := address.Parse(v); err == nil && a.Equal(list) {
-			return true
-		}
-	}
-	return false
 }

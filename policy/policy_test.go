@@ -33,12 +33,29 @@ func record() token.Record {
 
 func facts() Facts {
 	return Facts{
-		List:           board(),
+		List:           &List{Addr: board()},
+		HeaderRead:     true,
+		BodyRead:       true,
 		EnvelopeSender: address.MustParse("alice@example.net"),
 		HeaderFrom:     []address.Address{address.MustParse("alice@example.net")},
 		Token:          "tok",
 		Now:            now,
 	}
+}
+
+// judge decides f with rec as the token's record.
+func judge(f Facts, rec *token.Record) Verdict {
+	f.Record = rec
+	return Decide(f)
+}
+
+// check is Checker.Check without a guard, returning the record on a pass.
+func check(ctx context.Context, tokens Tokens, f Facts) (Verdict, *token.Record) {
+	f, v := Checker{Tokens: tokens}.Check(ctx, f)
+	if !v.OK() {
+		return v, nil
+	}
+	return v, f.Record
 }
 
 func TestJudge(t *testing.T) {
@@ -55,7 +72,7 @@ func TestJudge(t *testing.T) {
 		{name: "no token even with a record", facts: func(f *Facts) { f.Token = "" }, want: NoToken},
 		{name: "unknown", nilRec: true, want: Unknown},
 		{name: "wrong list", record: func(r *token.Record) { r.List = "events@example.org" }, want: WrongList},
-		{name: "list compared by key", facts: func(f *Facts) { f.List = address.MustParse("BOARD@Example.ORG") }, want: Pass},
+		{name: "list compared by key", facts: func(f *Facts) { f.List = &List{Addr: address.MustParse("BOARD@Example.ORG")} }, want: Pass},
 		{name: "revoked", record: func(r *token.Record) { r.Revoked = true }, want: Revoked},
 		{name: "expired", record: func(r *token.Record) { r.Expires = now }, want: Expired},
 		{name: "expired long ago", record: func(r *token.Record) { r.Expires = now.Add(-48 * time.Hour) }, want: Expired},
@@ -146,14 +163,14 @@ func TestJudge(t *testing.T) {
 		if tt.nilRec {
 			rec = nil
 		}
-		v := Judge(f, rec)
+		v := judge(f, rec)
 		if v.Reason != tt.want {
-			t.Errorf("%s: Judge = %v, want %v", tt.name, v.Reason, tt.want)
+			t.Errorf("%s: judge = %v, want %v", tt.name, v.Reason, tt.want)
 		}
 		if v.OK() != (tt.want == Pass) || v.Temporary() {
 			t.Errorf("%s: OK %v, Temporary %v", tt.name, v.OK(), v.Temporary())
 		}
-		if v.List != f.List.String() {
+		if v.List != f.List.Addr.String() {
 			t.Errorf("%s: List = %q", tt.name, v.List)
 		}
 	}
@@ -263,7 +280,7 @@ func (f failing) TokenByHash(context.Context, token.Hash) (token.Record, error) 
 func TestCheckStoreFailure(t *testing.T) {
 	t.Parallel()
 	cause := fmt.Errorf("looking up token: %w", errors.New("database disk image is malformed"))
-	v, rec := Check(context.Background(), failing{cause}, facts())
+	v, rec := check(context.Background(), failing{cause}, facts())
 	if v.Reason != TempFail || !v.Temporary() || v.OK() || rec != nil {
 		t.Fatalf("Check with a failing store = %v, %v; want TempFail", v.Reason, rec)
 	}
@@ -277,11 +294,11 @@ func TestCheckStoreFailure(t *testing.T) {
 	// No token: the store is not asked, so its failure does not matter.
 	f := facts()
 	f.Token = ""
-	if v, _ := Check(context.Background(), failing{cause}, f); v.Reason != NoToken {
+	if v, _ := check(context.Background(), failing{cause}, f); v.Reason != NoToken {
 		t.Errorf("no token with a failing store: %v", v.Reason)
 	}
 	// A store that reports ErrNotFound, wrapped, means Unknown.
-	if v, _ := Check(context.Background(), failing{fmt.Errorf("x: %w", token.ErrNotFound)}, facts()); v.Reason != Unknown {
+	if v, _ := check(context.Background(), failing{fmt.Errorf("x: %w", token.ErrNotFound)}, facts()); v.Reason != Unknown {
 		t.Errorf("wrapped ErrNotFound: %v", v.Reason)
 	}
 }
@@ -330,7 +347,7 @@ func TestCheckWithStore(t *testing.T) {
 	for _, tt := range tests {
 		f := facts()
 		f.Token = tt.tok
-		v, rec := Check(ctx, db, f)
+		v, rec := check(ctx, db, f)
 		if v.Reason != tt.want {
 			t.Errorf("Check(%s) = %v, want %v", tt.want, v.Reason, tt.want)
 		}
@@ -345,7 +362,7 @@ func TestCheckWithStore(t *testing.T) {
 	f := facts()
 	f.Token = good
 	for i := 0; i < 3; i++ {
-		if v, _ := Check(ctx, db, f); !v.OK() {
+		if v, _ := check(ctx, db, f); !v.OK() {
 			t.Fatalf("Check #%d = %v: checking spent the token", i+1, v.Reason)
 		}
 	}
@@ -357,11 +374,11 @@ func TestCheckWithStore(t *testing.T) {
 	if _, err := db.Spend(ctx, rec.ID, "d1", now); err != nil {
 		t.Fatal(err)
 	}
-	if v, _ := Check(ctx, db, f); v.Reason != UsedUp {
+	if v, _ := check(ctx, db, f); v.Reason != UsedUp {
 		t.Errorf("after spending: %v", v.Reason)
 	}
 	_, err = db.Spend(ctx, rec.ID, "d2", now)
-	if v := FromSpendError(f.List.String(), err); v.Reason != UsedUp {
+	if v := FromSpendError(f.List.Addr.String(), err); v.Reason != UsedUp {
 		t.Errorf("FromSpendError(store's used-up error) = %v", v.Reason)
 	}
 }

@@ -38,7 +38,7 @@ func (cl *Client) connect(ctx context.Context) (*conn, *Error) {
 	}
 	// Closing the socket is the one way to interrupt blocking reads and
 	// writes when the context is cancelled.
-	k := &conn{raw: raw, timeout: cl.cfg.CommandTimeout.D(),
+	k := &conn{raw: raw, timeout: cl.cfg.CommandTimeout,
 		stop: context.AfterFunc(ctx, func() { raw.Close() })}
 	if e := k.setup(ctx, cl); e != nil {
 		k.close()

@@ -14,7 +14,6 @@ import (
 
 	"github.com/emersion/go-smtp"
 
-	"github.com/restrictedmail/restrictedmail/config"
 	"github.com/restrictedmail/restrictedmail/internal/testsmtp"
 )
 
@@ -155,6 +154,62 @@ func TestReconnectRefusedLeavesWorkToOthers(t *testing.T) {
 	}
 }
 
+func TestIdleWorkerStaysForBatchPutBack(t *testing.T) {
+	// The interleaving behind the breaker that TestExtraConnectionsRefused
+	// and TestReconnectRefusedLeavesWorkToOthers saw open now and then: the
+	// worker with a connection finds the queue empty while the other one
+	// still holds a batch and then cannot connect. The idle worker must
+	// still be there to take the batch back; had it stopped, the other
+	// would count itself the last worker and fail the batch at once. The
+	// relay holds back its answer to the second connection until worker 0
+	// has delivered everything else and found the queue empty; and worker
+	// 0's first MAIL waits for the second connection, so that worker 1 has
+	// taken a batch before worker 0 can deliver them all.
+	srv := testsmtp.Start(t, testsmtp.Options{})
+	second, idle := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	srv.SetConnectHook(func(n int) *smtp.SMTPError {
+		if n == 1 {
+			return nil // the probe, worker 0's
+		}
+		if n == 2 {
+			close(second)
+			select {
+			case <-idle:
+			case <-time.After(10 * time.Second):
+			}
+		}
+		return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "too many connections"}
+	})
+	srv.SetMailHook(func(string) *smtp.SMTPError {
+		select {
+		case <-second:
+		case <-time.After(10 * time.Second):
+		}
+		return nil
+	})
+	cfg := relayConfig(srv)
+	cfg.MaxRecipients, cfg.Connections = 10, 2
+	c := newClient(t, cfg)
+	c.onIdle = func() { once.Do(func() { close(idle) }) }
+	rcpts := addresses(200, "r%03d@example.net")
+	res := send(t, t.Context(), c, rcpts, message)
+	for _, r := range rcpts {
+		wantErr(t, res, r, "", false, 0)
+	}
+	if n := checkDelivered(t, srv, res); n != 200 {
+		t.Errorf("%d delivered, want 200", n)
+	}
+	select {
+	case <-idle:
+	default:
+		t.Error("no worker was ever idle while another held a batch: the interleaving was not forced")
+	}
+	if n := srv.Connections(); n != 2 {
+		t.Errorf("%d connections, want 2 (one served, one turned away)", n)
+	}
+}
+
 func TestStaleConnectionReplayed(t *testing.T) {
 	// A relay that ends a used connection with 421 at MAIL: nothing of the
 	// transaction was sent, so it goes again on a new connection.
@@ -212,7 +267,7 @@ func TestStallingRelayTimesOutAndTripsBreaker(t *testing.T) {
 	srv.DelayData(time.Hour)
 	cfg := relayConfig(srv)
 	cfg.MaxRecipients, cfg.Connections = 1, 2
-	cfg.CommandTimeout = config.Duration(200 * time.Millisecond)
+	cfg.CommandTimeout = 200 * time.Millisecond
 	rcpts := addresses(40, "r%d@example.net")
 	res := send(t, t.Context(), newClient(t, cfg), rcpts, message)
 	for _, r := range rcpts {
@@ -245,7 +300,7 @@ func TestSilentRelayTimesOut(t *testing.T) {
 		}
 	}()
 	for mode, stage := range map[string]string{"none": StageHelo, "starttls": StageTLS, "tls": StageTLS} {
-		cfg := config.Relay{Address: ln.Addr().String(), TLS: mode, CommandTimeout: config.Duration(200 * time.Millisecond)}
+		cfg := Options{Address: ln.Addr().String(), TLS: mode, CommandTimeout: 200 * time.Millisecond}
 		res := send(t, t.Context(), newClient(t, cfg), []string{"a@example.net"}, message)
 		if e := res.byRcpt["a@example.net"]; e == nil || e.Stage != stage || !e.Temporary || !strings.Contains(e.Message, "timeout") {
 			t.Errorf("tls %s: %v, want a temporary %s timeout", mode, e, stage)
@@ -259,7 +314,7 @@ func TestStalledTransferTimesOut(t *testing.T) {
 	srv := testsmtp.Start(t, testsmtp.Options{})
 	srv.DelayData(time.Hour)
 	cfg := relayConfig(srv)
-	cfg.CommandTimeout = config.Duration(300 * time.Millisecond)
+	cfg.CommandTimeout = 300 * time.Millisecond
 	big := message + strings.Repeat(strings.Repeat("y", 998)+"\r\n", 32<<10) // 32 MB
 	res := send(t, t.Context(), newClient(t, cfg), []string{"a@example.net"}, big)
 	if e := res.byRcpt["a@example.net"]; e == nil || e.Stage != StageData || !strings.Contains(e.Message, "write") ||

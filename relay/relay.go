@@ -36,18 +36,42 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"time"
+)
 
-	"github.com/restrictedmail/restrictedmail/config"
+// Options configure a Client. The daemon maps [relay] onto them.
+type Options struct {
+	Address        string // host:port
+	TLS            string // none | starttls | tls
+	CAFile         string // "": the system's roots
+	Username       string // "": no AUTH
+	Password       string
+	HeloName       string // "": DefaultHeloName
+	MaxRecipients  int    // per transaction; 0: DefaultMaxRecipients
+	Connections    int    // parallel connections; 0: DefaultConnections
+	ConnectTimeout time.Duration
+	CommandTimeout time.Duration
+}
+
+// The defaults of zero Options fields; the configuration's are the same
+// (config.Default), and a test of the daemon's wiring checks that they stay so.
+const (
+	DefaultMaxRecipients  = 50
+	DefaultConnections    = 4
+	DefaultConnectTimeout = 30 * time.Second
+	DefaultCommandTimeout = 5 * time.Minute
+	DefaultHeloName       = "localhost.localdomain"
 )
 
 // Client sends messages through the relay of one configuration. It holds
 // no connection between Sends and is safe for concurrent use.
 type Client struct {
-	cfg    config.Relay
+	cfg    Options
 	log    *slog.Logger
 	tls    *tls.Config // nil for tls = "none"
 	dialer net.Dialer
 	obs    Observer // nil: none (see WithObserver)
+	onIdle func()   // tests: a worker found the queue empty while others hold batches (under run.mu)
 }
 
 // Result is the outcome for one recipient. Err is nil when the relay
@@ -57,26 +81,23 @@ type Result struct {
 	Err  *Error
 }
 
-// New validates nothing that config.Load already validated; it builds the
-// TLS config (system roots, or CAFile), the SASL setup and the dialer.
-// Zero limits and timeouts (a config.Relay built by hand, in tests) take
-// config.Default's values.
-func New(cfg config.Relay, logger *slog.Logger) (*Client, error) {
+// New builds the TLS config (system roots, or CAFile), the SASL setup and
+// the dialer. Zero limits and timeouts take the package's defaults.
+func New(cfg Options, logger *slog.Logger) (*Client, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	def := config.Default()
-	fill(&cfg.MaxRecipients, def.Relay.MaxRecipients)
-	fill(&cfg.Connections, def.Relay.Connections)
-	fill(&cfg.ConnectTimeout, def.Relay.ConnectTimeout)
-	fill(&cfg.CommandTimeout, def.Relay.CommandTimeout)
-	fill(&cfg.HeloName, def.Hostname)
+	fill(&cfg.MaxRecipients, DefaultMaxRecipients)
+	fill(&cfg.Connections, DefaultConnections)
+	fill(&cfg.ConnectTimeout, DefaultConnectTimeout)
+	fill(&cfg.CommandTimeout, DefaultCommandTimeout)
+	fill(&cfg.HeloName, DefaultHeloName)
 	host, _, err := net.SplitHostPort(cfg.Address)
 	if err != nil {
 		return nil, fmt.Errorf("relay address: %w", err)
 	}
 	c := &Client{cfg: cfg, log: logger.With("relay", cfg.Address),
-		dialer: net.Dialer{Timeout: cfg.ConnectTimeout.D()}}
+		dialer: net.Dialer{Timeout: cfg.ConnectTimeout}}
 	switch cfg.TLS {
 	case "none":
 	case "starttls", "tls":
@@ -117,6 +138,7 @@ func fill[T comparable](v *T, def T) {
 // failures). Send returns when every recipient has been reported.
 func (c *Client) Send(ctx context.Context, from string, rcpts []string, body func() io.Reader, report func([]Result)) {
 	r := &run{cl: c, ctx: ctx, from: from, body: body, report: report, probed: make(chan struct{})}
+	r.changed.L = &r.mu
 	for b := range slices.Chunk(rcpts, c.cfg.MaxRecipients) {
 		r.queue = append(r.queue, &batch{rcpts: b})
 	}

@@ -14,7 +14,6 @@ import (
 
 	"github.com/emersion/go-smtp"
 
-	"github.com/restrictedmail/restrictedmail/config"
 	"github.com/restrictedmail/restrictedmail/internal/testsmtp"
 )
 
@@ -24,19 +23,19 @@ const (
 )
 
 // relayConfig points at srv in plain text; tests change what they need.
-func relayConfig(srv *testsmtp.Server) config.Relay {
-	return config.Relay{
+func relayConfig(srv *testsmtp.Server) Options {
+	return Options{
 		Address:        srv.Addr(),
 		TLS:            "none",
 		HeloName:       "rm.example.org",
 		MaxRecipients:  50,
 		Connections:    4,
-		ConnectTimeout: config.Duration(10 * time.Second),
-		CommandTimeout: config.Duration(30 * time.Second),
+		ConnectTimeout: 10 * time.Second,
+		CommandTimeout: 30 * time.Second,
 	}
 }
 
-func newClient(t testing.TB, cfg config.Relay) *Client {
+func newClient(t testing.TB, cfg Options) *Client {
 	t.Helper()
 	c, err := New(cfg, slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo})))
 	if err != nil {

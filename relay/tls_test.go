@@ -6,7 +6,6 @@ import (
 
 	"github.com/emersion/go-sasl"
 
-	"github.com/restrictedmail/restrictedmail/config"
 	"github.com/restrictedmail/restrictedmail/internal/testsmtp"
 )
 
@@ -15,7 +14,7 @@ const (
 	password = "correct horse"
 )
 
-func tlsConfig(srv *testsmtp.Server, mode string) config.Relay {
+func tlsConfig(srv *testsmtp.Server, mode string) Options {
 	cfg := relayConfig(srv)
 	cfg.TLS, cfg.CAFile, cfg.Username, cfg.Password = mode, srv.CAFile(), user, password
 	return cfg
@@ -57,7 +56,7 @@ func TestTLSAndAuth(t *testing.T) {
 
 // failsAt sends to srv with cfg and expects every recipient to fail
 // temporarily at stage, with no message and no credentials in clear.
-func failsAt(t *testing.T, srv *testsmtp.Server, cfg config.Relay, stage string, code int) {
+func failsAt(t *testing.T, srv *testsmtp.Server, cfg Options, stage string, code int) {
 	t.Helper()
 	rcpts := addresses(100, "r%d@example.net")
 	res := send(t, t.Context(), newClient(t, cfg), rcpts, message)
@@ -111,7 +110,7 @@ func TestNoCredentialsInClear(t *testing.T) {
 }
 
 func TestNewErrors(t *testing.T) {
-	for name, cfg := range map[string]config.Relay{
+	for name, cfg := range map[string]Options{
 		"no port":      {Address: "relay.example.org", TLS: "none"},
 		"bad tls mode": {Address: "relay.example.org:25", TLS: "ssl"},
 		"missing CA":   {Address: "relay.example.org:25", TLS: "tls", CAFile: "/nonexistent/ca.pem"},

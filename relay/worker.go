@@ -32,7 +32,9 @@ type run struct {
 	probed    chan struct{} // closed once worker 0 has tried to connect
 
 	mu      sync.Mutex
+	changed sync.Cond // on mu: a batch was put back, or one was finished
 	queue   []*batch
+	held    int    // batches taken by workers, neither finished nor put back
 	live    int    // workers that have not stopped
 	tripped *Error // the open breaker: every batch fails with it at once
 }
@@ -102,7 +104,7 @@ func (r *run) work(id int) {
 		}
 		if o.lost == nil {
 			lostInARow = 0
-			r.deliver(o.results)
+			r.finish(o.results)
 			continue
 		}
 
@@ -116,7 +118,7 @@ func (r *run) work(id int) {
 			r.requeue(b)
 			continue
 		}
-		r.deliver(o.results)
+		r.finish(o.results)
 		if r.ctx.Err() != nil {
 			continue
 		}
@@ -129,23 +131,45 @@ func (r *run) work(id int) {
 }
 
 // next takes a batch off the queue, with the breaker's error if it is
-// open. A nil batch means the queue is empty and the worker stops.
+// open. A nil batch means that all the work is done and the worker stops.
+//
+// An empty queue is not enough for that while other workers hold batches:
+// a worker that cannot reconnect puts its batch back (retire), and it must
+// find a worker still there to take it. Were the idle workers gone, it
+// would count itself the last one and open the breaker, failing a batch
+// that a working connection could have delivered. So an idle worker waits
+// until every batch is finished; the workers holding batches finish them
+// or put them back in bounded time (the command timeout, the context).
 func (r *run) next() (*batch, *Error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if len(r.queue) == 0 && r.held > 0 && r.cl.onIdle != nil {
+		r.cl.onIdle()
+	}
+	for len(r.queue) == 0 && r.held > 0 {
+		r.changed.Wait()
+	}
 	if len(r.queue) == 0 {
 		r.live--
 		return nil, nil
 	}
 	b := r.queue[0]
 	r.queue = r.queue[1:]
+	r.held++
 	return b, r.tripped
+}
+
+// putBack returns a batch taken by next to the queue; r.mu is held.
+func (r *run) putBack(b *batch) {
+	r.queue = append(r.queue, b)
+	r.held--
+	r.changed.Broadcast()
 }
 
 func (r *run) requeue(b *batch) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.queue = append(r.queue, b)
+	r.putBack(b)
 }
 
 // retire stops a worker that cannot connect (or keeps losing its
@@ -157,7 +181,7 @@ func (r *run) retire(b *batch, e *Error, probe bool) (drain bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if b != nil {
-		r.queue = append(r.queue, b)
+		r.putBack(b)
 	}
 	if probe || r.live == 1 {
 		if r.tripped == nil {
@@ -173,13 +197,22 @@ func (r *run) retire(b *batch, e *Error, probe bool) (drain bool) {
 
 func (r *run) probeDone() { r.probeOnce.Do(func() { close(r.probed) }) }
 
-// fail reports every recipient of b with e.
+// fail reports every recipient of b with e, which finishes b.
 func (r *run) fail(b *batch, e *Error) {
 	rs := make([]Result, len(b.rcpts))
 	for i, rcpt := range b.rcpts {
 		rs[i] = Result{Rcpt: rcpt, Err: e}
 	}
+	r.finish(rs)
+}
+
+// finish reports the results of a batch taken by next: it is done with.
+func (r *run) finish(rs []Result) {
 	r.deliver(rs)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.held--
+	r.changed.Broadcast()
 }
 
 // deliver hands results to the caller's report, one call at a time.

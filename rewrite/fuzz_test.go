@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/restrictedmail/restrictedmail/address"
-	"github.com/restrictedmail/restrictedmail/config"
+	"github.com/restrictedmail/restrictedmail/policy"
 	"github.com/restrictedmail/restrictedmail/token"
 )
 
@@ -23,9 +23,9 @@ const fuzzToken = "fuzztok2secret3aaaaaaaaaaaaaaaaa"
 // sight by nature, and are not what this target checks.
 func FuzzWrite(f *testing.F) {
 	board := address.MustParse("board@example.org")
-	key := &config.DKIM{Domain: "example.org", Selector: "rm1", Signer: ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize))}
+	key := &Key{Domain: "example.org", Selector: "rm1", Signer: ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize))}
 	c := Copy{
-		List: &config.List{Name: "Board", Addr: board}, Lists: []address.Address{board, address.MustParse("events@example.org")},
+		List: &policy.List{Name: "Board", Addr: board}, Lists: []address.Address{board, address.MustParse("events@example.org")},
 		Delimiter: "+", Finder: token.Finder{Prefix: "RMTOKEN", Header: "X-Restricted-Token"}, Token: fuzzToken,
 		MessageID: "<m@mx.example.org>", Date: fixedDate, Key: key,
 	}

@@ -26,7 +26,6 @@ import (
 	"github.com/emersion/go-message/textproto"
 
 	"github.com/restrictedmail/restrictedmail/address"
-	"github.com/restrictedmail/restrictedmail/config"
 	"github.com/restrictedmail/restrictedmail/mailheader"
 	"github.com/restrictedmail/restrictedmail/policy"
 	"github.com/restrictedmail/restrictedmail/token"
@@ -34,7 +33,7 @@ import (
 
 // Copy describes the copy to produce for one delivery.
 type Copy struct {
-	List       *config.List
+	List       *policy.List
 	Lists      []address.Address // every restricted address; their subaddress tokens are scrubbed
 	Delimiter  string            // recipient_delimiter
 	HideSender bool              // the list's or the token's choice
@@ -45,7 +44,7 @@ type Copy struct {
 	// on a retry get the same copy as the others.
 	MessageID string
 	Date      time.Time
-	Key       *config.DKIM // nil: the copy is not signed
+	Key       *Key // nil: the copy is not signed
 }
 
 // Result describes a written copy.

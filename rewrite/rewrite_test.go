@@ -9,20 +9,20 @@ import (
 	"time"
 
 	"github.com/restrictedmail/restrictedmail/address"
-	"github.com/restrictedmail/restrictedmail/config"
 	"github.com/restrictedmail/restrictedmail/internal/dkimtest"
 	"github.com/restrictedmail/restrictedmail/mailheader"
+	"github.com/restrictedmail/restrictedmail/policy"
 	"github.com/restrictedmail/restrictedmail/token"
 )
 
 var fixedDate = time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
 
-func testList(addr, name string, hide bool) *config.List {
-	return &config.List{Address: addr, Name: name, Addr: address.MustParse(addr), HideSender: hide}
+func testList(addr, name string, hide bool) *policy.List {
+	return &policy.List{Name: name, Addr: address.MustParse(addr), HideSender: hide}
 }
 
 // legoCopy is the Copy for LEGO's fixtures (prefix LEGOTOKEN, restricted@abakus.no).
-func legoCopy(key *config.DKIM) Copy {
+func legoCopy(key *Key) Copy {
 	l := testList("restricted@abakus.no", "Abakus Restricted", false)
 	return Copy{
 		List: l, Lists: []address.Address{l.Addr}, Delimiter: "+",
@@ -76,7 +76,7 @@ func TestLEGOValidCopy(t *testing.T) {
 	t.Parallel()
 	key := dkimtest.NewKey(t, "rsa", "abakus.no", "rm1")
 	msg := fixture(t, "valid.eml")
-	cp, res := write(t, msg, legoCopy(&key.Config))
+	cp, res := write(t, msg, legoCopy(keyOf(key)))
 
 	if res.RemovedParts != 1 {
 		t.Errorf("removed %d token parts, want 1", res.RemovedParts)
@@ -220,7 +220,7 @@ func TestScrubsSubaddressTokens(t *testing.T) {
 	board := address.MustParse("board@example.org")
 	events := address.MustParse("events@example.org")
 	c := Copy{
-		List: &config.List{Name: "Board", Addr: board}, Lists: []address.Address{board, events}, Delimiter: "+",
+		List: &policy.List{Name: "Board", Addr: board}, Lists: []address.Address{board, events}, Delimiter: "+",
 		Finder: token.Finder{Prefix: "RMTOKEN", Header: "X-Restricted-Token"}, Token: "tok123abc",
 		MessageID: "<m@x>", Date: fixedDate,
 	}
@@ -244,7 +244,7 @@ func TestLatin1EightBitBodyUntouched(t *testing.T) {
 	body := "Gr\xfc\xdfe aus K\xf6ln, \xe9t\xe9 \xe0 la plage.\r\n\r\n-- \r\nJ\xfcrgen\r\n"
 	msg := []byte("From: a@example.net\r\nX-Restricted-Token: abc\r\nContent-Type: text/plain; charset=iso-8859-1\r\nContent-Transfer-Encoding: 8bit\r\n\r\n" + body)
 	key := dkimtest.NewKey(t, "ed25519", "abakus.no", "ed")
-	c := legoCopy(&key.Config)
+	c := legoCopy(keyOf(key))
 	c.Finder.Header = "X-Restricted-Token"
 	cp, _ := write(t, msg, c)
 	_, _, got := header(t, cp)
@@ -292,4 +292,9 @@ func TestHeaderTooLarge(t *testing.T) {
 	if _, err := Write(&out, strings.NewReader(msg), legoCopy(nil)); err == nil {
 		t.Fatal("a header above the limit was accepted")
 	}
+}
+
+// keyOf is the rewrite key of a test key.
+func keyOf(k dkimtest.Key) *Key {
+	return &Key{Domain: k.Config.Domain, Selector: k.Config.Selector, Signer: k.Config.Signer}
 }

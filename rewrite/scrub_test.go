@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/restrictedmail/restrictedmail/address"
-	"github.com/restrictedmail/restrictedmail/config"
+	"github.com/restrictedmail/restrictedmail/policy"
 	"github.com/restrictedmail/restrictedmail/token"
 )
 
@@ -16,7 +16,7 @@ const scrubToken = "scrubtok2secret3aaaaaaaaaaaaaaaa"
 func scrubCopy() Copy {
 	board := address.MustParse("board@example.org")
 	return Copy{
-		List: &config.List{Name: "Board", Addr: board}, Lists: []address.Address{board}, Delimiter: "+",
+		List: &policy.List{Name: "Board", Addr: board}, Lists: []address.Address{board}, Delimiter: "+",
 		Finder: token.Finder{Prefix: "RMTOKEN", Header: "X-Restricted-Token"}, Token: scrubToken,
 		MessageID: "<m@x>", Date: fixedDate,
 	}

@@ -6,8 +6,6 @@ import (
 	"io"
 
 	"github.com/emersion/go-msgauth/dkim"
-
-	"github.com/restrictedmail/restrictedmail/config"
 )
 
 // signedFields are the fields the list's signature covers (RFC 6376
@@ -21,9 +19,16 @@ var signedFields = []string{
 	"List-Id", "List-Id", "List-Post", "List-Post", "Precedence", "X-Loop",
 }
 
+// Key is a DKIM signing key of one domain.
+type Key struct {
+	Domain   string
+	Selector string
+	Signer   crypto.Signer // RSA or Ed25519
+}
+
 // newSigner returns go-msgauth's streaming signer for key: relaxed/relaxed
 // (survives the re-folding relays do), SHA-256, RSA or Ed25519 by key type.
-func newSigner(key *config.DKIM) (*dkim.Signer, error) {
+func newSigner(key *Key) (*dkim.Signer, error) {
 	s, err := dkim.NewSigner(&dkim.SignOptions{
 		Domain:                 key.Domain,
 		Selector:               key.Selector,

@@ -15,8 +15,13 @@ import (
 // message without spending its token — cannot do so by mistake. The store
 // is neither created nor migrated; a schema older or newer than this
 // binary's is an error. A daemon may have the store open at the same time
-// (WAL readers do not block the writer).
+// (WAL readers do not block the writer). It uses the default Options.
 func OpenReadOnly(ctx context.Context, path string) (*DB, error) {
+	return OpenReadOnlyWith(ctx, path, Options{})
+}
+
+// OpenReadOnlyWith is OpenReadOnly with options.
+func OpenReadOnlyWith(ctx context.Context, path string, o Options) (*DB, error) {
 	if path == "" {
 		return nil, errors.New("opening store: no path configured")
 	}
@@ -25,7 +30,7 @@ func OpenReadOnly(ctx context.Context, path string) (*DB, error) {
 	}
 	q := url.Values{}
 	q.Set("mode", "ro")
-	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", BusyTimeout.Milliseconds()))
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", o.busyTimeoutMillis()))
 	dsn := "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {

@@ -25,8 +25,28 @@ import (
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
 
-// BusyTimeout is how long a writer waits for another to finish.
-const BusyTimeout = 10 * time.Second
+// DefaultBusyTimeout is how long a writer waits for another to finish
+// unless Options.BusyTimeout says otherwise.
+const DefaultBusyTimeout = 10 * time.Second
+
+// Options tune how a store is opened. The zero value is the default.
+type Options struct {
+	// BusyTimeout is how long a statement waits for a lock that another
+	// connection or process holds before it fails with SQLITE_BUSY
+	// ("database is locked"). Zero (or less) means DefaultBusyTimeout,
+	// 10 s; tests that lock the store on purpose set it short.
+	BusyTimeout time.Duration
+}
+
+// busyTimeoutMillis is the busy_timeout pragma's value for o.
+func (o Options) busyTimeoutMillis() int64 {
+	d := o.BusyTimeout
+	if d <= 0 {
+		d = DefaultBusyTimeout
+	}
+	// busy_timeout is in whole milliseconds, and 0 would turn it off.
+	return max(d.Milliseconds(), 1)
+}
 
 // DB is an open store.
 type DB struct {
@@ -34,9 +54,14 @@ type DB struct {
 }
 
 // Open opens (creating when missing) the database at path and brings its
-// schema up to date. The file and its WAL are readable by the owner only:
-// the journal names senders and recipients.
+// schema up to date, with the default Options. The file and its WAL are
+// readable by the owner only: the journal names senders and recipients.
 func Open(ctx context.Context, path string) (*DB, error) {
+	return OpenWith(ctx, path, Options{})
+}
+
+// OpenWith is Open with options.
+func OpenWith(ctx context.Context, path string, o Options) (*DB, error) {
 	if path == "" {
 		return nil, errors.New("opening store: no path configured")
 	}
@@ -54,7 +79,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	f.Close()
 
 	q := url.Values{}
-	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", BusyTimeout.Milliseconds()))
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", o.busyTimeoutMillis()))
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "synchronous(FULL)")
 	q.Add("_pragma", "foreign_keys(ON)")

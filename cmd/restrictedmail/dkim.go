@@ -10,6 +10,7 @@ import (
 
 	"github.com/restrictedmail/restrictedmail/address"
 	"github.com/restrictedmail/restrictedmail/dkimkey"
+	"github.com/restrictedmail/restrictedmail/rewrite"
 )
 
 func runDKIM(ctx context.Context, args []string, out, errOut io.Writer) int {
@@ -156,7 +157,7 @@ match, or cannot be looked up.`, errOut)
 	code := exitOK
 	for _, k := range cfg.DKIM {
 		lctx, cancel := context.WithTimeout(ctx, *timeout)
-		res := dkimkey.Check(lctx, lookup, k)
+		res := dkimkey.Check(lctx, lookup, rewrite.Key{Domain: k.Domain, Selector: k.Selector, Signer: k.Signer})
 		cancel()
 		fmt.Fprintf(out, "%s: %s: %s: %s\n", res.Domain, res.Name, res.Status, res.Detail)
 		if res.Status != dkimkey.OK {

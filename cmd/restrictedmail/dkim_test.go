@@ -16,6 +16,7 @@ import (
 	"github.com/restrictedmail/restrictedmail/address"
 	"github.com/restrictedmail/restrictedmail/config"
 	"github.com/restrictedmail/restrictedmail/internal/dkimtest"
+	"github.com/restrictedmail/restrictedmail/policy"
 	"github.com/restrictedmail/restrictedmail/rewrite"
 	"github.com/restrictedmail/restrictedmail/token"
 )
@@ -60,8 +61,8 @@ func TestDKIMKeygenRecordVerifies(t *testing.T) {
 			if err != nil || warning != "" {
 				t.Fatalf("the written key does not load as a [[dkim]] key: %v %q", err, warning)
 			}
-			key := &config.DKIM{Domain: "example.org", Selector: "rm2", PrivateKeyFile: file, Signer: signer}
-			l := &config.List{Address: "board@example.org", Name: "Board", Addr: address.MustParse("board@example.org")}
+			key := &rewrite.Key{Domain: "example.org", Selector: "rm2", Signer: signer}
+			l := &policy.List{Name: "Board", Addr: address.MustParse("board@example.org")}
 			msg := "From: Alice <alice@example.net>\r\nTo: board@example.org\r\nSubject: key test\r\n" +
 				"Message-ID: <k1@example.net>\r\nDate: Tue, 24 Nov 2026 10:00:00 +0000\r\n\r\nSigned with a fresh key.\r\n"
 			var out bytes.Buffer
@@ -85,7 +86,7 @@ func TestDKIMKeygenRecordVerifies(t *testing.T) {
 			if err != nil || len(vs) != 1 || vs[0].Err != nil || vs[0].Domain != "example.org" {
 				t.Fatalf("go-msgauth with the printed record: %v %+v", err, vs)
 			}
-			dkimtest.VerifyPython(t, signed, dkimtest.Key{Config: *key, TXT: txt})
+			dkimtest.VerifyPython(t, signed, dkimtest.Key{Config: config.DKIM{Domain: key.Domain, Selector: key.Selector, PrivateKeyFile: file, Signer: key.Signer}, TXT: txt})
 
 			// The key is kept; --force replaces it with a new one.
 			before, _ := os.ReadFile(file)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/restrictedmail/restrictedmail/address"
 	"github.com/restrictedmail/restrictedmail/config"
+	"github.com/restrictedmail/restrictedmail/internal/generation"
 	"github.com/restrictedmail/restrictedmail/policy"
 	"github.com/restrictedmail/restrictedmail/store"
 	"github.com/restrictedmail/restrictedmail/token"
@@ -108,7 +109,7 @@ func runTokenIssue(ctx context.Context, args []string, out, errOut io.Writer) in
 		req.TTL = &v
 	}
 	return withStore(ctx, *path, errOut, func(cfg *config.Config, db *store.DB) int {
-		tok, rec, err := policy.NewToken(cfg, req, time.Now())
+		tok, rec, err := policy.NewToken(generation.Rules(cfg), req, time.Now())
 		var ie *policy.IssueError
 		if errors.As(err, &ie) {
 			return fail("--%s %s", ie.Field, ie.Msg)

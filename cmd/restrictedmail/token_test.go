@@ -286,14 +286,16 @@ func TestTokenRevoke(t *testing.T) {
 	r := record(t, cfg, tok)
 	facts := func(tok string) policy.Facts {
 		return policy.Facts{
-			List:           address.MustParse("board@example.org"),
+			List:           &policy.List{Addr: address.MustParse("board@example.org")},
+			HeaderRead:     true,
+			BodyRead:       true,
 			EnvelopeSender: address.MustParse("alice@example.net"),
 			Token:          tok,
 			Now:            time.Now(),
 		}
 	}
 	db := openStore(t, cfg)
-	if v, _ := policy.Check(context.Background(), db, facts(tok)); v.Reason != policy.Pass {
+	if _, v := (policy.Checker{Tokens: db}).Check(context.Background(), facts(tok)); v.Reason != policy.Pass {
 		t.Fatalf("before revoking: %v", v.Reason)
 	}
 	// The id after the flags, before them, with one dash or two.
@@ -309,10 +311,10 @@ func TestTokenRevoke(t *testing.T) {
 		}
 	}
 	// The daemon's open store sees it at once.
-	if v, _ := policy.Check(context.Background(), db, facts(tok)); v.Reason != policy.Revoked {
+	if _, v := (policy.Checker{Tokens: db}).Check(context.Background(), facts(tok)); v.Reason != policy.Revoked {
 		t.Errorf("after revoking: %v, want Revoked", v.Reason)
 	}
-	if v, _ := policy.Check(context.Background(), db, facts(other)); v.Reason != policy.Pass {
+	if _, v := (policy.Checker{Tokens: db}).Check(context.Background(), facts(other)); v.Reason != policy.Pass {
 		t.Errorf("the other token: %v", v.Reason)
 	}
 	_, out, _ := cli("token", "list", "--config", cfg)

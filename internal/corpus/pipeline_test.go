@@ -18,12 +18,13 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/restrictedmail/restrictedmail/config"
+	"github.com/restrictedmail/restrictedmail/delivery"
 	"github.com/restrictedmail/restrictedmail/internal/dkimtest"
+	"github.com/restrictedmail/restrictedmail/internal/generation"
 	"github.com/restrictedmail/restrictedmail/internal/testsmtp"
 	"github.com/restrictedmail/restrictedmail/lmtp"
 	"github.com/restrictedmail/restrictedmail/milter"
 	"github.com/restrictedmail/restrictedmail/policy"
-	"github.com/restrictedmail/restrictedmail/relay"
 	"github.com/restrictedmail/restrictedmail/store"
 )
 
@@ -112,15 +113,16 @@ func newPipeline(t *testing.T) *pipeline {
 		}
 	}
 	logger := slog.New(slog.NewTextHandler(p.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	current := func() *config.Config { return cfg }
-
-	ms := milter.New(milter.Options{Config: current, Tokens: db, Logger: logger.With("component", "milter")})
-	p.milter = serve(t, ms.Serve, ms.Shutdown)
-	rc, err := relay.New(cfg.Relay, logger)
+	gen, err := generation.New(cfg, logger, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ls := lmtp.New(lmtp.Options{Config: current, Relay: func() lmtp.Sender { return rc }, Store: db, Logger: logger})
+	ms := milter.New(milter.Options{Rules: func() *policy.Rules { return gen.Rules }, Tokens: db, Logger: logger.With("component", "milter")})
+	p.milter = serve(t, ms.Serve, ms.Shutdown)
+	ls := lmtp.New(lmtp.Options{
+		Settings: func() *delivery.Settings { return gen.Delivery }, Store: db, Logger: logger,
+		Hostname: cfg.Hostname, MaxMessageSize: cfg.LMTP.MaxMessageSize, MaxRecipients: cfg.LMTP.MaxRecipients,
+	})
 	p.lmtp = serve(t, ls.Serve, ls.Shutdown)
 	return p
 }

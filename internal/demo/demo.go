@@ -30,6 +30,7 @@ import (
 	"github.com/restrictedmail/restrictedmail/address"
 	"github.com/restrictedmail/restrictedmail/config"
 	"github.com/restrictedmail/restrictedmail/daemon"
+	"github.com/restrictedmail/restrictedmail/internal/generation"
 	"github.com/restrictedmail/restrictedmail/internal/milterclient"
 	"github.com/restrictedmail/restrictedmail/policy"
 	"github.com/restrictedmail/restrictedmail/store"
@@ -145,7 +146,7 @@ func demoToken(ctx context.Context, cfg *config.Config) (string, error) {
 	}
 	defer db.Close()
 	ttl := time.Hour
-	tok, rec, err := policy.NewToken(cfg, policy.IssueRequest{List: demoList, TTL: &ttl}, time.Now())
+	tok, rec, err := policy.NewToken(generation.Rules(cfg), policy.IssueRequest{List: demoList, TTL: &ttl}, time.Now())
 	if err != nil {
 		return "", err
 	}

@@ -6,9 +6,8 @@ package dkimtest
 import (
 	"bytes"
 	"crypto/ed25519"
-	"crypto/rand"
-	"crypto/rsa"
 	"crypto/x509"
+	_ "embed"
 	"encoding/base64"
 	"encoding/pem"
 	"fmt"
@@ -29,44 +28,63 @@ type Key struct {
 	TXT    string      // the record to publish at selector._domainkey.domain
 }
 
-// NewKey generates a key of kind "rsa" (2048 bits, PKCS#1) or "ed25519"
-// (PKCS#8) for domain and selector, written to a file in t.TempDir().
+// The keys NewKey hands out, committed under testdata/ so that no test
+// spends time generating RSA keys (see testdata/README).
+var (
+	//go:embed testdata/rsa2048.pem
+	rsaPEM []byte
+	//go:embed testdata/ed25519.pem
+	ed25519PEM []byte
+)
+
+// NewKey returns a key of kind "rsa" (2048 bits, PKCS#1) or "ed25519"
+// (PKCS#8) for domain and selector, written to a file in t.TempDir(). The
+// keys are fixed test keys, not generated: every key of one kind is the
+// same key, whatever its domain and selector.
 func NewKey(t testing.TB, kind, domain, selector string) Key {
 	t.Helper()
 	var (
-		block *pem.Block
-		k     Key
+		data []byte
+		k    Key
 	)
 	switch kind {
 	case "rsa":
-		priv, err := rsa.GenerateKey(rand.Reader, 2048)
+		data = rsaPEM
+		block, _ := pem.Decode(data)
+		if block == nil || block.Type != "RSA PRIVATE KEY" {
+			t.Fatalf("dkimtest: testdata/rsa2048.pem holds no RSA PRIVATE KEY block")
+		}
+		priv, err := x509.ParsePKCS1PrivateKey(block.Bytes)
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("dkimtest: testdata/rsa2048.pem: %v", err)
 		}
 		pub, err := x509.MarshalPKIXPublicKey(&priv.PublicKey)
 		if err != nil {
 			t.Fatal(err)
 		}
-		block = &pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(priv)}
 		k.TXT = "v=DKIM1; k=rsa; p=" + base64.StdEncoding.EncodeToString(pub)
 		k.Config.Signer = priv
 	case "ed25519":
-		pub, priv, err := ed25519.GenerateKey(rand.Reader)
-		if err != nil {
-			t.Fatal(err)
+		data = ed25519PEM
+		block, _ := pem.Decode(data)
+		if block == nil || block.Type != "PRIVATE KEY" {
+			t.Fatalf("dkimtest: testdata/ed25519.pem holds no PRIVATE KEY block")
 		}
-		der, err := x509.MarshalPKCS8PrivateKey(priv)
+		key, err := x509.ParsePKCS8PrivateKey(block.Bytes)
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("dkimtest: testdata/ed25519.pem: %v", err)
 		}
-		block = &pem.Block{Type: "PRIVATE KEY", Bytes: der}
-		k.TXT = "v=DKIM1; k=ed25519; p=" + base64.StdEncoding.EncodeToString(pub)
+		priv, ok := key.(ed25519.PrivateKey)
+		if !ok {
+			t.Fatalf("dkimtest: testdata/ed25519.pem holds a %T, not an Ed25519 key", key)
+		}
+		k.TXT = "v=DKIM1; k=ed25519; p=" + base64.StdEncoding.EncodeToString(priv.Public().(ed25519.PublicKey))
 		k.Config.Signer = priv
 	default:
 		t.Fatalf("dkimtest: unknown key kind %q", kind)
 	}
 	file := filepath.Join(t.TempDir(), domain+"-"+kind+".pem")
-	if err := os.WriteFile(file, pem.EncodeToMemory(block), 0o600); err != nil {
+	if err := os.WriteFile(file, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	k.Config.Domain, k.Config.Selector, k.Config.PrivateKeyFile = domain, selector, file

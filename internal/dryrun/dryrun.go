@@ -3,28 +3,34 @@
 // The milter's verdict comes from the real milter code, run in this
 // process on a loopback listener and driven by go-milter's client as
 // Postfix would drive it; the LMTP verdict, the recipients and the signed
-// copy come from lmtp.PreviewDelivery, which shares its steps with real
-// deliveries. Both only read the store.
+// copy come from the delivery engine itself (delivery.DryRun: the engine
+// with a journal that records nothing and a relay that only captures).
+// Recipients are resolved and grouped by the same code as the endpoint's.
+// Both only read the store.
 package dryrun
 
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"maps"
 	"net"
+	"os"
 	"slices"
 	"time"
 
 	"github.com/restrictedmail/restrictedmail/address"
 	"github.com/restrictedmail/restrictedmail/config"
+	"github.com/restrictedmail/restrictedmail/delivery"
+	"github.com/restrictedmail/restrictedmail/internal/generation"
 	"github.com/restrictedmail/restrictedmail/internal/milterclient"
-	"github.com/restrictedmail/restrictedmail/lmtp"
 	"github.com/restrictedmail/restrictedmail/milter"
 	"github.com/restrictedmail/restrictedmail/policy"
+	"github.com/restrictedmail/restrictedmail/reply"
 )
 
 // Report is the outcome of a dry run.
@@ -33,21 +39,22 @@ type Report struct {
 	Rcpts  []string
 	Milter *milterclient.Verdict // nil when milter.listen is "" (Postfix does not ask)
 	// Deliveries holds one preview per restricted address among the
-	// recipients (board@ and board+token@ are one delivery, as in LMTP).
+	// recipients the milter let through (board@ and board+token@ are one
+	// delivery, as in LMTP).
 	Deliveries []Delivery
 	Ordinary   []string // recipients that are no restricted address
 }
 
 // Delivery is the LMTP endpoint's dry run for one restricted address.
 type Delivery struct {
-	Rcpt string // the recipient it was judged for
-	lmtp.Preview
+	Rcpt string // the first recipient of the group judged
+	delivery.Preview
 }
 
-// Pass reports whether the message would be accepted at SMTP time and
-// redistributed to every restricted address.
+// Pass reports whether the message would be accepted at SMTP time, for
+// every recipient, and redistributed to every restricted address.
 func (r Report) Pass() bool {
-	if r.Milter != nil && !r.Milter.Accepted {
+	if r.Milter != nil && (!r.Milter.Accepted || len(r.Milter.Refused) > 0) {
 		return false
 	}
 	for _, d := range r.Deliveries {
@@ -66,44 +73,50 @@ func Run(ctx context.Context, cfg *config.Config, tokens policy.Tokens, from str
 	}
 	msg = crlf(msg)
 	r := Report{From: from, Rcpts: rcpts}
+	rules := generation.Rules(cfg)
 	if cfg.Milter.Listen != "" {
-		v, err := askMilter(ctx, cfg, tokens, from, rcpts, msg, now)
+		v, err := askMilter(ctx, cfg, rules, tokens, from, rcpts, msg, now)
 		if err != nil {
 			return Report{}, err
 		}
 		r.Milter = &v
 	}
-	// One delivery per list, judged for its first recipient — or for the
-	// first one with a subaddress, whose token the endpoint would use.
-	var lists []*config.List
-	chosen := map[*config.List]string{}
+	var resolved []policy.Recipient
 	for _, rcpt := range rcpts {
-		a, err := address.Parse(rcpt)
-		if err != nil {
+		rc, err := rules.Resolve(rcpt)
+		switch {
+		case err != nil:
 			return Report{}, fmt.Errorf("recipient %q: %v", rcpt, err)
-		}
-		l, ext := cfg.ListFor(a)
-		switch prev, ok := chosen[l]; {
-		case l == nil:
+		case rc.List == nil:
 			r.Ordinary = append(r.Ordinary, rcpt)
-		case !ok:
-			lists = append(lists, l)
-			chosen[l] = rcpt
-		case ext != "" && address.MustParse(prev).Equal(l.Addr):
-			chosen[l] = rcpt
+		case r.Milter != nil && r.Milter.Refused[rcpt] != "":
+			// Postfix refused it at RCPT: the endpoint never sees it.
+		default:
+			resolved = append(resolved, rc)
 		}
 	}
-	for _, l := range lists {
-		d := Delivery{Rcpt: chosen[l]}
+	var sender address.Address
+	if from != "" {
+		var err error
+		if sender, err = address.Parse(from); err != nil {
+			return Report{}, fmt.Errorf("sender %q: %v", from, err)
+		}
+	}
+	spool, err := os.MkdirTemp("", "restrictedmail-test-")
+	if err != nil {
+		return Report{}, fmt.Errorf("creating a spool directory for the dry run: %w", err)
+	}
+	defer os.RemoveAll(spool)
+	set := generation.Settings(cfg, rules, nil)
+	set.SpoolDir = spool
+	m := delivery.Message{From: from, Sender: sender, Body: bytes.NewReader(msg), Size: int64(len(msg)), Sum: sha256.Sum256(msg)}
+	for _, g := range policy.GroupByList(resolved) {
+		d := Delivery{Rcpt: g.Rcpts[0].Raw}
 		if int64(len(msg)) > cfg.LMTP.MaxMessageSize {
-			d.Reply = fmt.Sprintf("552 5.3.4 Message larger than lmtp.max_message_size (%d bytes)", cfg.LMTP.MaxMessageSize)
-			d.Verdict = policy.Verdict{Reason: policy.Malformed, List: l.Addr.String()}
+			d.Reply = reply.TooBig(cfg.LMTP.MaxMessageSize).String()
+			d.Verdict = policy.Verdict{Reason: policy.Malformed, List: g.List.Addr.String()}
 		} else {
-			p, err := lmtp.PreviewDelivery(ctx, cfg, tokens, from, d.Rcpt, msg, now)
-			if err != nil {
-				return Report{}, fmt.Errorf("LMTP dry run for %s: %w", d.Rcpt, err)
-			}
-			d.Preview = p
+			d.Preview = delivery.DryRun(ctx, set, tokens, m, g, now)
 		}
 		r.Deliveries = append(r.Deliveries, d)
 	}
@@ -112,12 +125,14 @@ func Run(ctx context.Context, cfg *config.Config, tokens policy.Tokens, from str
 
 // askMilter runs the real milter for this configuration on a loopback port
 // for the length of one conversation.
-func askMilter(ctx context.Context, cfg *config.Config, tokens policy.Tokens, from string, rcpts []string, msg []byte, now time.Time) (milterclient.Verdict, error) {
+func askMilter(ctx context.Context, cfg *config.Config, rules *policy.Rules, tokens policy.Tokens, from string, rcpts []string, msg []byte, now time.Time) (milterclient.Verdict, error) {
 	srv := milter.New(milter.Options{
-		Config: func() *config.Config { return cfg },
-		Tokens: tokens,
-		Logger: slog.New(slog.DiscardHandler),
-		Now:    func() time.Time { return now },
+		Rules:        func() *policy.Rules { return rules },
+		Tokens:       tokens,
+		Logger:       slog.New(slog.DiscardHandler),
+		Now:          func() time.Time { return now },
+		ReadTimeout:  cfg.Milter.ReadTimeout.D(),
+		WriteTimeout: cfg.Milter.WriteTimeout.D(),
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -35,11 +35,22 @@ const installHint = "apt-get install -y postfix swaks miltertest python3-dkim"
 // requiredTools are the commands that Require checks for.
 var requiredTools = []string{"postfix", "postqueue", "postsuper", "postcat", "postconf", "smtp-sink", "swaks"}
 
-// Require fails the test, with the command that installs them, when a tool
-// that Postfix end-to-end tests need is missing. Missing tools are a broken
-// test environment, not a reason to skip.
+// shortSkip is why Require skips in -short mode.
+const shortSkip = "real Postfix: not in -short mode"
+
+// Require skips the test in -short mode: this is the one place where
+// `go test -short` leaves out every test that runs a real Postfix. Otherwise
+// it fails the test, with the command that installs them, when a tool that
+// Postfix end-to-end tests need is missing. Missing tools are a broken test
+// environment, not a reason to skip.
+//
+// A test that does expensive work before Start (building binaries, starting
+// servers) calls Require first.
 func Require(t testing.TB) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip(shortSkip)
+	}
 	var missing []string
 	for _, name := range requiredTools {
 		if _, err := lookTool(name); err != nil {
@@ -122,10 +133,11 @@ const startAttempts = 5
 // smtpd ports accept connections. It is stopped, its queue emptied and its
 // directory removed when t ends. Start fails t, with Postfix's own
 // messages, when a tool is missing, when Options.MainCF names a parameter
-// that Postfix does not know, or when "postfix start" fails.
+// that Postfix does not know, or when "postfix start" fails. In -short mode
+// it skips t (see Require).
 func Start(t testing.TB, opts Options) *Instance {
 	t.Helper()
-	Require(t)
+	Require(t) // skips in -short mode
 	if os.Geteuid() != 0 {
 		t.Fatalf("postfixtest: Postfix must be started as root (it drops to the postfix user); run the tests as root")
 	}

@@ -1,4 +1,4 @@
-package lmtp
+package delivery
 
 import (
 	"time"
@@ -33,26 +33,25 @@ type noObserver struct{}
 func (noObserver) LMTPDelivery(string, time.Duration) {}
 func (noObserver) LMTPRecipients(int, int, int)       {}
 
-// observeDelivery reports o, which began at start (monotonic clock, not
-// Options.Now).
-func (s *Server) observeDelivery(o *outcome, start time.Time) {
+// observe reports how o ended.
+func (e *Engine) observe(o Outcome) {
 	result := OutcomeDelivered
 	switch {
-	case o.reply == nil:
-	case o.reply.Code/100 == 4:
+	case o.Reply == nil:
+	case o.Reply.Temporary():
 		result = OutcomeDeferred
 	default:
 		result = OutcomeRefused
 	}
-	s.obs.LMTPDelivery(result, time.Since(start))
-	if o.gaveUp > 0 {
-		s.obs.LMTPRecipients(0, o.gaveUp, 0)
+	e.obs.LMTPDelivery(result, o.Duration)
+	if o.GaveUp > 0 {
+		e.obs.LMTPRecipients(0, o.GaveUp, 0)
 	}
 }
 
 // observed wraps a relay report callback so that the observer counts the
 // recipients' results as they arrive.
-func (s *Server) observed(report func([]relay.Result)) func([]relay.Result) {
+func (e *Engine) observed(report func([]relay.Result)) func([]relay.Result) {
 	return func(rs []relay.Result) {
 		var ok, failed, deferred int
 		for _, r := range rs {
@@ -65,7 +64,7 @@ func (s *Server) observed(report func([]relay.Result)) func([]relay.Result) {
 				failed++
 			}
 		}
-		s.obs.LMTPRecipients(ok, failed, deferred)
+		e.obs.LMTPRecipients(ok, failed, deferred)
 		report(rs)
 	}
 }

@@ -1,0 +1,167 @@
+package policy
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/restrictedmail/restrictedmail/address"
+	"github.com/restrictedmail/restrictedmail/token"
+)
+
+// Facts are what is known of a message when it is judged for one
+// restricted address. The milter learns them step by step (RCPT, end of
+// header, end of message) and says how far it got with HeaderRead and
+// BodyRead; the LMTP endpoint and the dry run know them all at once.
+type Facts struct {
+	List *List // the restricted address
+
+	// HeaderRead: Loop, Unreadable, HeaderFrom and a header token are
+	// known. BodyRead: the body was searched for a token part (or cannot
+	// hold one). Until then a missing token or sender match may still
+	// turn up, and the verdict is Undecided.
+	HeaderRead bool
+	BodyRead   bool
+
+	Loop       bool // the message carries this list's loop marker
+	Unreadable bool // the header could not be read (malformed or too large)
+	Throttled  bool // the guard blocks the client or the sender
+
+	EnvelopeSender address.Address   // zero for the null sender (or an unparsable one)
+	HeaderFrom     []address.Address // addresses of the From field
+	Token          string            // "" when no carrier held one so far
+
+	// Record is the token's record, nil when the token is unknown (or not
+	// looked up yet); Err is an internal failure on the way (the store, a
+	// spool file), which is a TempFail, never a pass.
+	Record *token.Record
+	Err    error
+
+	Now time.Time
+}
+
+// Decide is the decision: a plain function of the facts. It checks, it
+// does not spend.
+func Decide(f Facts) Verdict {
+	v := Verdict{List: f.List.Addr.String()}
+	switch {
+	case f.HeaderRead && f.Loop:
+		v.Reason = Loop
+	case f.HeaderRead && f.Unreadable:
+		v.Reason = Malformed
+	case f.Token == "" && f.Err == nil && !f.BodyRead:
+		v.Reason = Undecided
+	case f.Token == "" && f.Err == nil:
+		v.Reason = NoToken
+	case f.Throttled:
+		v.Reason = Throttled
+	case f.Err != nil:
+		v.Reason, v.Cause = TempFail, f.Err
+	case f.Record == nil:
+		v.Reason = Unknown
+	case f.Record.List != f.List.Addr.Key():
+		v.Reason = WrongList
+	case f.Record.Revoked:
+		v.Reason = Revoked
+	case f.Record.Expired(f.Now):
+		v.Reason = Expired
+	case f.Record.UsesLeft() == 0:
+		v.Reason = UsedUp
+	case !senderMatches(f.Record.Sender, f) && !f.HeaderRead:
+		// The From field may still match the binding.
+		v.Reason = Undecided
+	case !senderMatches(f.Record.Sender, f):
+		v.Reason = WrongSender
+	default:
+		v.Reason = Pass
+	}
+	return v
+}
+
+// senderMatches applies SPEC.md's sender binding: the envelope sender or
+// an address of the From field equals the bound sender, ignoring case.
+// Forwarders (Google Workspace, for one) rewrite the envelope sender, which
+// is why the From field counts too.
+func senderMatches(bound string, f Facts) bool {
+	if bound == "" {
+		return true
+	}
+	if !f.EnvelopeSender.IsZero() && f.EnvelopeSender.Key() == bound {
+		return true
+	}
+	for _, a := range f.HeaderFrom {
+		if a.Key() == bound {
+			return true
+		}
+	}
+	return false
+}
+
+// Tokens is what Check needs from a store.
+type Tokens interface {
+	TokenByHash(ctx context.Context, h token.Hash) (token.Record, error)
+}
+
+// Guard slows token guessing (*guard.Guard satisfies it).
+type Guard interface {
+	Blocked(now time.Time, keys ...string) bool
+	Fail(now time.Time, keys ...string) (blockedNow bool)
+}
+
+// Checker adds what Decide cannot know by itself: the token's record and
+// whether the guard blocks the message's client or sender.
+type Checker struct {
+	Tokens Tokens // nil: every lookup is a TempFail
+	Guard  Guard  // nil: no limit
+}
+
+var errNoStore = errors.New("no token store configured")
+
+// Check completes f — the guard first (a blocked client or sender causes
+// no lookup), then the token's record — and decides. An unknown token is
+// counted against guardKeys. On Pass the facts it returns hold the record.
+func (c Checker) Check(ctx context.Context, f Facts, guardKeys ...string) (Facts, Verdict) {
+	if f.Token != "" && f.Record == nil && f.Err == nil && !f.Throttled {
+		switch {
+		case c.Guard != nil && len(guardKeys) > 0 && c.Guard.Blocked(f.Now, guardKeys...):
+			f.Throttled = true
+		case c.Tokens == nil:
+			f.Err = errNoStore
+		default:
+			rec, err := c.Tokens.TokenByHash(ctx, token.HashOf(f.Token))
+			switch {
+			case errors.Is(err, token.ErrNotFound):
+			case err != nil:
+				f.Err = err
+			default:
+				f.Record = &rec
+			}
+		}
+	}
+	v := Decide(f)
+	if v.Reason == Unknown && c.Guard != nil && len(guardKeys) > 0 {
+		v.Tripped = c.Guard.Fail(f.Now, guardKeys...)
+	}
+	return f, v
+}
+
+// FromSpendError turns a store's refusal to spend into a verdict for list;
+// an error that is not one of token's refusals is a TempFail.
+func FromSpendError(list string, err error) Verdict {
+	v := Verdict{List: list}
+	switch {
+	case err == nil:
+		v.Reason = Pass
+	case errors.Is(err, token.ErrUsedUp):
+		v.Reason = UsedUp
+	case errors.Is(err, token.ErrRevoked):
+		v.Reason = Revoked
+	case errors.Is(err, token.ErrExpired):
+		v.Reason = Expired
+	case errors.Is(err, token.ErrNotFound):
+		v.Reason = Unknown
+	default:
+		v.Reason, v.Cause = TempFail, err
+	}
+	return v
+}
