@@ -4,19 +4,33 @@ export PATH := /usr/local/go/bin:$(PATH)
 
 FUZZTIME ?= 15s
 
-.PHONY: all build test vet fmt fuzz reliability run bench install clean
+.PHONY: all build test deps vet fmt fuzz reliability run bench install clean man deb
+
+# The version from git describe (packaging/version: a Debian version, e.g.
+# 0.0.0~git20250131.42.0123456789ab before the first tag); make VERSION=...
+# overrides it. `restrictedmail version` prints it with the commit.
+ifneq ($(origin VERSION),command line)
+VERSION := $(shell packaging/version)
+endif
+COMMIT := $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
 all: build
 
 build:
-	$(GO) build -o restrictedmail ./cmd/restrictedmail
+	$(GO) build -ldflags "$(LDFLAGS)" -o restrictedmail ./cmd/restrictedmail
 
-# The README's test command: formatting, vet, every test under the race
-# detector (including the real-Postfix end-to-end tests), then each fuzz
-# target for a bounded time on top of its committed corpus.
-test: fmt vet
+# The README's test command: what the tests need (installed when missing,
+# as root; otherwise it prints the command to run), formatting, vet, every
+# test under the race detector (including the real-Postfix end-to-end
+# tests), then each fuzz target for a bounded time on top of its committed
+# corpus.
+test: deps fmt vet
 	$(GO) test -race -count=1 -timeout 20m ./...
 	$(MAKE) fuzz
+
+deps:
+	@.ci/install-deps --if-missing
 
 fmt:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -29,13 +43,15 @@ fuzz:
 	$(GO) test -run=NONE -fuzz='^FuzzFind$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=5s ./token
 	$(GO) test -run=NONE -fuzz='^FuzzReadHeader$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=5s ./mailheader
 	$(GO) test -run=NONE -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=5s ./address
+	$(GO) test -run=NONE -fuzz='^FuzzParseEnvelope$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=5s ./address
 	$(GO) test -run=NONE -fuzz='^FuzzIndexAgreesWithListFor$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=5s ./milter
 	$(GO) test -run=NONE -fuzz='^FuzzWrite$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=5s ./rewrite
+	$(GO) test -run=NONE -fuzz='^FuzzDecodeIssue$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=5s ./api
 
 # README "Reliability": the fault scenarios, the hostile corpus and the leak
 # checks, verbosely, then the fuzz targets; prints the table of their figures.
 reliability:
-	@$(GO) test -race -count=1 -timeout 20m -v -run '^(TestFault|TestCorpus)' ./e2e ./internal/corpus >reliability.log 2>&1; \
+	@$(GO) test -race -count=1 -timeout 20m -v -run '^(TestFault|TestCorpus|TestSpellings|TestOutsiders|TestGuardIsNoLever|TestLeak)' ./e2e ./internal/corpus >reliability.log 2>&1; \
 	status=$$?; grep -E '^(--- FAIL|FAIL|ok)' reliability.log; [ $$status -eq 0 ] || exit $$status
 	@$(MAKE) -s fuzz >>reliability.log 2>&1 || { tail -20 reliability.log; exit 1; }
 	@awk -f .ci/reliability.awk reliability.log
@@ -80,5 +96,16 @@ install: build
 		echo "no group restrictedmail yet: create the account, then chgrp restrictedmail $(SYSCONFDIR)/restrictedmail $(SYSCONFDIR)/restrictedmail/restrictedmail.toml"; \
 	fi
 
+# The man pages, restrictedmail.8 and restrictedmail.toml.5, made from the
+# commands' flags and README.md's key table: man ./restrictedmail.8
+man:
+	$(GO) run -ldflags "$(LDFLAGS)" ./cmd/restrictedmail man --dir . --readme README.md
+
+# The Debian packages, build/restrictedmail_VERSION_ARCH.deb (packaging/,
+# DEVELOPERS.md "Packaging"); DEB_ARCHS="amd64" builds one.
+DEB_ARCHS ?= amd64 arm64
+deb:
+	VERSION="$(VERSION)" GO="$(GO)" OUT=build packaging/build-deb $(DEB_ARCHS)
+
 clean:
-	rm -f restrictedmail
+	rm -rf restrictedmail restrictedmail.8 restrictedmail.toml.5 build

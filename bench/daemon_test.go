@@ -60,6 +60,7 @@ type list struct {
 type daemonConf struct {
 	relay string // host:port of the outbound relay (a sink)
 	lists []list
+	api   string // host:port of [api] listen; "" leaves the API off (scenario 6)
 }
 
 // daemonProc is a running `restrictedmail serve`.
@@ -145,6 +146,9 @@ func writeConfig(t testing.TB, e *env, dir string, dc daemonConf, milterAddr, lm
 	// transaction, 4 connections), which BENCHMARKS.md states.
 	fmt.Fprintf(&b, "[relay]\naddress = %q\ntls = \"none\"\n", dc.relay)
 	fmt.Fprintf(&b, "[tokens]\nprefix = %q\n", prefix)
+	if dc.api != "" {
+		fmt.Fprintf(&b, "[api]\nlisten = \"inet:%s\"\n", dc.api)
+	}
 	fmt.Fprintf(&b, "[[dkim]]\ndomain = \"example.org\"\nselector = \"rm1\"\nprivate_key_file = %q\n", e.key.Config.PrivateKeyFile)
 	for i, l := range dc.lists {
 		file := filepath.Join(dir, fmt.Sprintf("members-%d.txt", i))

@@ -20,17 +20,21 @@ const DefaultPath = "/etc/restrictedmail/restrictedmail.toml"
 // Config is the whole configuration. Fields tagged toml:"-" are derived
 // while loading (parsed addresses, keys and passwords read from files).
 type Config struct {
-	Hostname           string `toml:"hostname"`
-	RecipientDelimiter string `toml:"recipient_delimiter"`
-	Log                Log    `toml:"log"`
-	Store              Store  `toml:"store"`
-	Milter             Milter `toml:"milter"`
-	LMTP               LMTP   `toml:"lmtp"`
-	Relay              Relay  `toml:"relay"`
-	Tokens             Tokens `toml:"tokens"`
-	HTTP               HTTP   `toml:"http"`
-	DKIM               []DKIM `toml:"dkim"`
-	Lists              []List `toml:"lists"`
+	Hostname           string  `toml:"hostname"`
+	RecipientDelimiter string  `toml:"recipient_delimiter"`
+	Log                Log     `toml:"log"`
+	Store              Store   `toml:"store"`
+	Milter             Milter  `toml:"milter"`
+	LMTP               LMTP    `toml:"lmtp"`
+	Relay              Relay   `toml:"relay"`
+	Tokens             Tokens  `toml:"tokens"`
+	HTTP               HTTP    `toml:"http"`
+	Postfix            Postfix `toml:"postfix"`
+	API                API     `toml:"api"`
+	DKIM               []DKIM  `toml:"dkim"`
+	Lists              []List  `toml:"lists"`
+	// Webhooks receive signed events of deliveries and tokens (api.go).
+	Webhooks []Webhook `toml:"webhooks"`
 
 	// File is the path the configuration was read from ("" for defaults).
 	File   string           `toml:"-"`
@@ -75,9 +79,25 @@ type LMTP struct {
 	GiveUpAfter     Duration `toml:"give_up_after"`
 	SpoolDir        string   `toml:"spool_dir" reload:"restart"`
 	ShutdownTimeout Duration `toml:"shutdown_timeout"`
+	// Transport is the transport_maps value that routes the lists to this
+	// endpoint; "" derives it from listen ("lmtp:[127.0.0.1]:8024",
+	// "lmtp:unix:/path"). The milter refuses at RCPT any recipient Postfix
+	// routes there that is no list; check-postfix checks transport_maps.
+	Transport string `toml:"transport"`
 
 	Addr     Listen        `toml:"-" reload:"restart,with=listen"`
 	Networks []NetworkSpec `toml:"-"`
+}
+
+// Postfix says where Postfix's configuration is, for check-postfix and the
+// same check at start.
+type Postfix struct {
+	// ConfigDirectory is Postfix's configuration directory (postconf -c);
+	// "" is Postfix's own default (/etc/postfix).
+	ConfigDirectory string `toml:"config_directory"`
+	// CheckAtStart: serve runs check-postfix's checks at start and logs
+	// each problem as a warning (it starts all the same).
+	CheckAtStart bool `toml:"check_at_start"`
 }
 
 // Relay configures the SMTP client that sends the redistributed copies.
@@ -102,12 +122,21 @@ type Tokens struct {
 	Header      string   `toml:"header"`
 	DefaultTTL  Duration `toml:"default_ttl"`
 	DefaultUses int      `toml:"default_uses"`
+	// MaxRecipients bounds the recipients one token may name (`token
+	// issue --recipient`, the API's recipients).
+	MaxRecipients int `toml:"max_recipients"`
 	// Guessing is slowed (package guard): after GuessLimit unknown tokens
 	// from one client or sender within GuessWindow, it gets 450 4.7.1 for
 	// GuessBlock. GuessLimit 0 turns this off.
 	GuessLimit  int      `toml:"guess_limit"`
 	GuessWindow Duration `toml:"guess_window"`
 	GuessBlock  Duration `toml:"guess_block"`
+	// GuessTrustedNetworks are shared upstreams (Google Workspace's
+	// outbound ranges, say) whose client address alone is never blocked;
+	// a (client, sender) pair from them still is.
+	GuessTrustedNetworks []string `toml:"guess_trusted_networks"`
+
+	GuessTrusted []NetworkSpec `toml:"-"`
 }
 
 // DKIM is one signing key.
@@ -128,9 +157,16 @@ type List struct {
 	RecipientsFile string   `toml:"recipients_file"`
 	BounceAddress  string   `toml:"bounce_address"`
 	HideSender     bool     `toml:"hide_sender"`
+	// Aliases are addresses that Postfix's virtual_alias_maps or
+	// alias_maps rewrite to this list, declared as intended: the milter,
+	// which sees recipients before aliases are expanded, judges them as the
+	// list. An alias not declared is a problem check-postfix reports.
+	Aliases []string `toml:"aliases"`
 
 	Addr   address.Address `toml:"-"`
 	Bounce address.Address `toml:"-"`
+	// AliasAddrs are the parsed Aliases.
+	AliasAddrs []address.Address `toml:"-"`
 	// Members are the recipients and the recipients_file's addresses,
 	// deduplicated, in canonical form (ASCII domain). Read-only: deliveries
 	// share the slice.
@@ -165,6 +201,7 @@ func Default() *Config {
 			GiveUpAfter:     Duration(96 * time.Hour),
 			ShutdownTimeout: Duration(30 * time.Second),
 		},
+		API: defaultAPI(),
 		Relay: Relay{
 			Address:        "127.0.0.1:10026",
 			TLS:            "none",
@@ -173,14 +210,16 @@ func Default() *Config {
 			ConnectTimeout: Duration(30 * time.Second),
 			CommandTimeout: Duration(5 * time.Minute),
 		},
+		Postfix: Postfix{CheckAtStart: true},
 		Tokens: Tokens{
-			Prefix:      "RMTOKEN",
-			Header:      "X-Restricted-Token",
-			DefaultTTL:  Duration(72 * time.Hour),
-			DefaultUses: 1,
-			GuessLimit:  10,
-			GuessWindow: Duration(10 * time.Minute),
-			GuessBlock:  Duration(15 * time.Minute),
+			Prefix:        "RMTOKEN",
+			Header:        "X-Restricted-Token",
+			DefaultTTL:    Duration(72 * time.Hour),
+			DefaultUses:   1,
+			MaxRecipients: DefaultMaxRecipients,
+			GuessLimit:    10,
+			GuessWindow:   Duration(10 * time.Minute),
+			GuessBlock:    Duration(15 * time.Minute),
 		},
 	}
 }

@@ -16,8 +16,13 @@ var reloadable = []string{
 	"milter.allowed_networks", "milter.Networks", // read per connection
 	"lmtp.allowed_networks", "lmtp.Networks",
 	"lmtp.give_up_after",    // read per delivery
+	"lmtp.transport",        // read per message (the milter's rules; derived from the kept listen when unset)
 	"lmtp.shutdown_timeout", // read at shutdown, from the configuration in force
 	"http.allowed_networks", "http.Networks",
+	// [api]: per connection and request; the certificate is read again
+	// on reload (renewals), TLS on or off is checked by the daemon.
+	"api.allowed_networks", "api.Networks", "api.tls_cert_file", "api.tls_key_file", "api.Certificate",
+	"api.max_body_size", "api.auth_failure_limit", "api.auth_failure_window", "api.auth_failure_block", "api.auth_failure_delay",
 }
 
 // restartSections are the sections checked field by field.
@@ -27,6 +32,7 @@ var restartSections = map[string]reflect.Type{
 	"milter": reflect.TypeFor[Milter](),
 	"lmtp":   reflect.TypeFor[LMTP](),
 	"http":   reflect.TypeFor[HTTP](),
+	"api":    reflect.TypeFor[API](),
 }
 
 // restartKeys returns the dotted keys tagged reload:"restart" in t, and
@@ -182,6 +188,8 @@ func TestKeepRestartOnly(t *testing.T) {
 			checkApplied: func(c *Config) bool { return len(c.Milter.Networks) == 1 }},
 		{name: "lmtp.shutdown_timeout", now: `lmtp.shutdown_timeout = "1m"`,
 			checkApplied: func(c *Config) bool { return c.LMTP.ShutdownTimeout.String() == "1m0s" }},
+		{name: "api.listen", now: `api.listen = "inet:127.0.0.1:8027"`,
+			want: []change{{"api.listen", `""`, "inet:127.0.0.1:8027"}}},
 		{name: "lmtp.give_up_after", now: `lmtp.give_up_after = "1d"`,
 			checkApplied: func(c *Config) bool { return c.LMTP.GiveUpAfter.String() == "24h0m0s" }},
 

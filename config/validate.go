@@ -47,7 +47,10 @@ func (v *validator) validate() {
 	}
 	c.Milter.Addr, c.Milter.Networks = v.listener("milter", c.Milter.Listen, c.Milter.AllowedNetworks)
 	c.LMTP.Addr, c.LMTP.Networks = v.listener("lmtp", c.LMTP.Listen, c.LMTP.AllowedNetworks)
+	v.transport()
 	v.http()
+	v.api() // api.go
+	v.webhooks()
 	if c.Milter.Listen == "" && c.LMTP.Listen == "" {
 		v.addf("lmtp.listen", "the milter and the LMTP endpoint are both disabled; `serve` would do nothing")
 	}
@@ -107,6 +110,52 @@ func (v *validator) listener(section, listen string, nets []string) (Listen, []N
 		v.addf(section+".listen", "%s is reachable from the network: list the Postfix hosts in %s.allowed_networks, or bind to 127.0.0.1", listen, section)
 	}
 	return l, out
+}
+
+// transport checks lmtp.transport, or derives it from lmtp.listen.
+func (v *validator) transport() {
+	l := &v.cfg.LMTP
+	if l.Transport != "" {
+		name, hop, ok := strings.Cut(l.Transport, ":")
+		if !ok || name == "" || hop == "" || strings.ContainsAny(l.Transport, " \t,") {
+			v.addf("lmtp.transport", "%q: write it as in transport_maps, transport:nexthop (lmtp:[127.0.0.1]:8024, lmtp:unix:/path)", l.Transport)
+		}
+	}
+}
+
+// Route is the transport_maps value that reaches the LMTP endpoint:
+// lmtp.transport, or the one derived from lmtp.listen.
+func (l *LMTP) Route() string {
+	if l.Transport != "" {
+		return l.Transport
+	}
+	return DefaultTransport(l.Addr)
+}
+
+// DefaultTransport is the transport_maps value that reaches an LMTP
+// listener at addr ("" for none): lmtp:[host]:port — a wildcard address is
+// reached on loopback — or lmtp:unix:/path.
+func DefaultTransport(addr Listen) string {
+	switch addr.Network {
+	case "unix":
+		return "lmtp:unix:" + addr.Address
+	case "tcp":
+		host, port, err := net.SplitHostPort(addr.Address)
+		if err != nil {
+			return ""
+		}
+		switch host {
+		case "", "0.0.0.0":
+			host = "127.0.0.1"
+		case "::":
+			host = "::1"
+		}
+		if strings.Contains(host, ":") {
+			host = "ipv6:" + host
+		}
+		return "lmtp:[" + host + "]:" + port
+	}
+	return ""
 }
 
 func (v *validator) relay() {
@@ -202,6 +251,15 @@ func (v *validator) tokens() {
 		v.addf("tokens.guess_window", "must be longer than 0 while guess_limit is set (guess_limit = 0 turns the limit off)")
 	case t.GuessLimit > 0 && t.GuessBlock.D() <= 0:
 		v.addf("tokens.guess_block", "must be longer than 0 while guess_limit is set (guess_limit = 0 turns the limit off)")
+	}
+	t.GuessTrusted = nil
+	for i, n := range t.GuessTrustedNetworks {
+		p, err := parseNetwork(n)
+		if err != nil {
+			v.addf(fmt.Sprintf("tokens.guess_trusted_networks[%d]", i), "%v", err)
+			continue
+		}
+		t.GuessTrusted = append(t.GuessTrusted, p)
 	}
 }
 
@@ -331,6 +389,20 @@ func (v *validator) lists() {
 			v.addf(key+".bounce_address", "must differ from the list address, or bounces would be redistributed")
 		} else {
 			l.Bounce = b
+		}
+		l.AliasAddrs = nil
+		for j, s := range l.Aliases {
+			ak := fmt.Sprintf("%s.aliases[%d]", key, j)
+			al, err := address.Parse(s)
+			switch {
+			case err != nil:
+				v.addf(ak, "%q: %v", s, err)
+			case c.byAddr[al.Key()] != nil || al.Equal(a):
+				v.addf(ak, "%s is a list address or an alias of another list", al)
+			default:
+				l.AliasAddrs = append(l.AliasAddrs, al)
+				c.byAddr[al.Key()] = l
+			}
 		}
 		if l.ListID != "" && !validListID(l.ListID) {
 			v.addf(key+".list_id", "%q is not a List-Id (RFC 2919: dot-separated words such as \"board.example.org\")", l.ListID)

@@ -36,9 +36,10 @@ type Daemon struct {
 	milterAddr net.Addr
 	lmtpAddr   net.Addr
 
-	errs chan error
-	wg   sync.WaitGroup
-	ops  // metrics, [http], readiness (http.go)
+	errs    chan error
+	wg      sync.WaitGroup
+	ops     // metrics, [http], readiness (http.go)
+	apiSide // [api] and [[webhooks]] (api.go)
 }
 
 // Start opens the store and starts the listeners of cfg. The caller stops
@@ -48,7 +49,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Daemon, 
 	if err != nil {
 		return nil, err
 	}
-	d := &Daemon{log: log, db: db, errs: make(chan error, 3)}
+	d := &Daemon{log: log, db: db, errs: make(chan error, 4)}
 	d.metrics = metrics.New(db, log.With("component", "metrics"))
 	gen, err := generation.New(cfg, log, d.metrics)
 	if err != nil {
@@ -58,6 +59,11 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Daemon, 
 	d.gen.Store(gen)
 	d.guard = guard.New(generation.GuessLimits(cfg), 0)
 	if err := d.listen(cfg); err != nil {
+		d.closeListeners()
+		db.Close()
+		return nil, err
+	}
+	if err := d.startAPI(ctx, cfg); err != nil {
 		d.closeListeners()
 		db.Close()
 		return nil, err
@@ -149,6 +155,7 @@ func (d *Daemon) Reload(cfg *config.Config) (warnings []string, err error) {
 	}
 	d.guard.SetLimits(generation.GuessLimits(cfg))
 	d.gen.Store(gen)
+	warnings = append(warnings, d.reloadAPI(cfg)...)
 	return warnings, nil
 }
 
@@ -157,6 +164,9 @@ func (d *Daemon) Reload(cfg *config.Config) (warnings []string, err error) {
 func (d *Daemon) Shutdown(ctx context.Context) error {
 	d.stopping.Store(true)
 	var errs []error
+	if err := d.shutdownAPI(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("api: %w", err))
+	}
 	if d.milter != nil {
 		if err := d.milter.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("milter: %w", err))
@@ -170,6 +180,7 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 	if err := d.shutdownHTTP(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("http: %w", err))
 	}
+	d.stopWebhooks()
 	d.wg.Wait()
 	if err := d.db.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("closing store: %w", err))

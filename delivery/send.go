@@ -59,6 +59,6 @@ func CopyFor(set *Settings, l *policy.List, d store.Delivery, tok string) rewrit
 		List: l, Lists: set.Rules.Addresses(), Delimiter: set.Rules.Delimiter,
 		HideSender: d.HideSender, Finder: set.Rules.Finder, Token: tok,
 		MessageID: "<" + d.ID + "@" + set.Hostname + ">", Date: d.Created,
-		Key: set.KeyFor(l.Addr.Domain),
+		Key: set.KeyFor(l.Addr.Domain), SpoolDir: set.SpoolDir,
 	}
 }

@@ -37,7 +37,9 @@ func TestSystemdUnitVerifies(t *testing.T) {
 	if err := os.WriteFile(path, bytes.ReplaceAll(unit, []byte("/usr/local/bin/restrictedmail"), []byte(binary)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command(analyze, "verify", path).CombinedOutput()
+	// --man=no: the Documentation= man pages are installed by the Debian
+	// package, whose test (.ci/package-test) verifies the unit with them.
+	out, err := exec.Command(analyze, "verify", "--man=no", path).CombinedOutput()
 	// Warnings about other units on this machine are not ours to fail on.
 	if err != nil || bytes.Contains(out, []byte("restrictedmail")) {
 		t.Errorf("systemd-analyze verify: %v\n%s", err, out)

@@ -71,6 +71,18 @@ type worldOpts struct {
 	// milterDefault is Postfix's milter_default_action ("" leaves
 	// postfixtest's tempfail); etc/postfix/main.cf ships "accept".
 	milterDefault string
+	// mainCF are extra main.cf parameters for Postfix (myorigin,
+	// milter_protocol, ...).
+	mainCF map[string]string
+	// lists are more restricted addresses (no members but the author),
+	// routed to the endpoint like board@.
+	lists []string
+	// routes are addresses routed to the endpoint that are no list (a
+	// stale transport_maps entry).
+	routes []string
+	// bracketTransport writes the transport as lmtp:[127.0.0.1]:PORT, as
+	// the reference deployment does, instead of lmtp:inet:127.0.0.1:PORT.
+	bracketTransport bool
 }
 
 type world struct {
@@ -120,8 +132,18 @@ func newWorld(t *testing.T, o worldOpts) *world {
 		dir := socketDir(t)
 		milterAt, lmtpAt = "unix:"+filepath.Join(dir, "milter.sock"), "unix:"+filepath.Join(dir, "lmtp.sock")
 	}
+	transport := "lmtp:" + lmtpAt
+	if o.bracketTransport && strings.HasPrefix(lmtpAt, "inet:") {
+		host, p, _ := net.SplitHostPort(strings.TrimPrefix(lmtpAt, "inet:"))
+		transport = "lmtp:[" + host + "]:" + p
+	}
+	routes := map[string]string{list: transport, "events@example.org": transport}
+	for _, l := range append(append([]string(nil), o.lists...), o.routes...) {
+		routes[l] = transport
+	}
 	popts := postfixtest.Options{
-		Transport:    map[string]string{list: "lmtp:" + lmtpAt, "events@example.org": "lmtp:" + lmtpAt},
+		Transport:    routes,
+		MainCF:       o.mainCF,
 		RelayHost:    "[127.0.0.1]:" + port(w.sink.Addr()),
 		RelayDomains: []string{"example.org"},
 		Reinject:     o.reinject,
@@ -167,6 +189,8 @@ func (w *world) writeConfig(milterAt, lmtpAt, relayAddr string) string {
 		}
 		fmt.Fprintf(&b, "username = %q\npassword_file = %q\n", o.relay.Username, pw)
 	}
+	// serve checks Postfix's configuration at start: the private one.
+	fmt.Fprintf(&b, "[postfix]\nconfig_directory = %q\n", filepath.Join(w.pf.Dir(), "etc"))
 	fmt.Fprintf(&b, "[tokens]\nprefix = %q\n", o.prefix)
 	fmt.Fprintf(&b, "[[dkim]]\ndomain = \"example.org\"\nselector = \"rm1\"\nprivate_key_file = %q\n", w.key.Config.PrivateKeyFile)
 	fmt.Fprintf(&b, "[[lists]]\naddress = %q\nname = \"Example Board\"\nbounce_address = %q\n", list, bounce)
@@ -181,6 +205,9 @@ func (w *world) writeConfig(milterAt, lmtpAt, relayAddr string) string {
 		fmt.Fprintf(&b, "recipients_file = %q\n", file)
 	}
 	fmt.Fprintf(&b, "[[lists]]\naddress = \"events@example.org\"\nname = \"Events\"\nbounce_address = \"events-bounces@example.org\"\n")
+	for i, l := range o.lists {
+		fmt.Fprintf(&b, "[[lists]]\naddress = %q\nrecipients = [%q]\nbounce_address = \"list%d-bounces@example.org\"\n", l, author, i)
+	}
 	b.WriteString(o.extra)
 	conf := filepath.Join(w.dir, "restrictedmail.toml")
 	if err := os.WriteFile(conf, []byte(setKeys(b.String(), o.set)), 0o644); err != nil {

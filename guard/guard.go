@@ -102,6 +102,18 @@ func SenderKey(addr string) string {
 	return "sender " + strings.ToLower(addr)
 }
 
+// PairKey is the key of one envelope sender from one SMTP client address
+// ("" when either is missing). Counting guesses per pair, a forged sender
+// blocks only the forger's own client for that sender, never the real
+// sender writing from elsewhere.
+func PairKey(client, sender string) string {
+	c, s := ClientKey(client), SenderKey(sender)
+	if c == "" || s == "" {
+		return ""
+	}
+	return c + " " + s
+}
+
 // Blocked reports whether any of keys is blocked at now. Empty keys are
 // ignored.
 func (g *Guard) Blocked(now time.Time, keys ...string) bool {

@@ -83,7 +83,7 @@ func TestFiftyMegabyteMessage(t *testing.T) {
 	h := newHarness(t)
 	tok := h.addToken(t, nil)
 	cs := h.session(t)
-	m := newMail("", []string{board, ordinary})
+	m := newMail("", []string{board})
 	const size = 50 << 20
 	m.body = bigBody(tok, size, false)
 

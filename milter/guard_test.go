@@ -1,12 +1,15 @@
 package milter
 
 import (
+	"net/netip"
 	"testing"
 	"time"
 
 	gomilter "github.com/d--j/go-milter"
 
 	"github.com/restrictedmail/restrictedmail/guard"
+	"github.com/restrictedmail/restrictedmail/internal/generation"
+	"github.com/restrictedmail/restrictedmail/policy"
 	"github.com/restrictedmail/restrictedmail/token"
 )
 
@@ -36,9 +39,10 @@ func withGuard(g *guard.Guard) func(*Options) { return func(o *Options) { o.Guar
 const throttled = "450 4.7.1 Too many invalid posting tokens for <board@example.org>"
 
 // TestGuessingFromOneClientIsSlowed: after guess_limit unknown subaddress
-// tokens from one client address (each with another sender), that client's
-// next attempt gets 450 4.7.1 — even with a valid token, which is not
-// looked up — while another client's valid mail passes.
+// tokens from one client address (each with another sender), that
+// client's next guesses get 450 4.7.1 — but a valid token from the same
+// client still passes: the guard holds back guesses, never a token holder
+// behind a shared upstream.
 func TestGuessingFromOneClientIsSlowed(t *testing.T) {
 	t.Parallel()
 	g := guard.New(guard.Limits{Limit: 3, Window: time.Minute, Block: time.Hour}, 0)
@@ -53,54 +57,72 @@ func TestGuessingFromOneClientIsSlowed(t *testing.T) {
 			h.waitLog(t, "too many unknown posting tokens", "client=192.0.2.66")
 		}
 	}
-	valid := h.addToken(t, func(r *token.Record) { r.UsesAllowed = 10 })
-	m := newMail("", []string{sub(board, valid)})
-	m.from = "d@example.net"
+	// The next guess from the client, with yet another sender: 450.
+	m := newMail("", []string{sub(board, token.Generate()), ordinary})
+	m.from = "e@example.net"
 	out := send(t, guesser, m)
 	wantReply(t, out.rcpt[0], 450, throttled)
-	// The block is per recipient at RCPT: ordinary recipients go on.
-	m = newMail("", []string{sub(board, token.Generate()), ordinary})
-	m.from = "e@example.net"
-	out = send(t, guesser, m)
-	wantReply(t, out.rcpt[0], 450, throttled)
-	wantContinue(t, out.rcpt[1])
+	wantContinue(t, out.rcpt[1]) // the block is per recipient at RCPT: ordinary recipients go on
 
-	// A header token from the same client is refused at end of headers.
-	out = send(t, guesser, newMail("", []string{board}, field{"X-Restricted-Token", valid}))
-	if out.stage != "eoh" {
-		t.Fatalf("decided at %s, want eoh", out.stage)
-	}
-	wantReply(t, out.act, 450, throttled)
-
-	// Another client with the valid token is unaffected.
-	out = send(t, h.sessionFrom(t, "192.0.2.10"), newMail("", []string{sub(board, valid)}))
-	wantAccept(t, out, "eoh")
-	h.waitLog(t, "message deferred", "reason=throttled", "code=450")
+	// A valid token from the same client passes, as subaddress and header.
+	valid := h.addToken(t, func(r *token.Record) { r.UsesAllowed = 10 })
+	m = newMail("", []string{sub(board, valid)})
+	m.from = "d@example.net"
+	wantAccept(t, send(t, guesser, m), "eoh")
+	wantAccept(t, send(t, guesser, newMail("", []string{board}, field{"X-Restricted-Token", valid})), "eoh")
+	h.waitLog(t, "recipient deferred", "reason=throttled", "code=450")
 }
 
-// TestGuessingFromOneSenderIsSlowed: the same sender guessing from several
-// client addresses (a botnet behind one address) is blocked too, at any
-// carrier; other senders are not.
-func TestGuessingFromOneSenderIsSlowed(t *testing.T) {
+// TestTrustedUpstreamIsNotBlocked: a client in tokens.guess_trusted_networks
+// (all mail arrives from Google's servers, say) is not blocked as a whole by
+// one guesser behind it; the guesser's own (client, sender) pair is.
+func TestTrustedUpstreamIsNotBlocked(t *testing.T) {
+	t.Parallel()
+	g := guard.New(guard.Limits{Limit: 2, Window: time.Minute, Block: time.Hour}, 0)
+	h := newHarness(t, withGuard(g), func(o *Options) {
+		r := generation.Rules(testConfig(t, t.TempDir()))
+		r.GuessTrusted = []netip.Prefix{netip.MustParsePrefix("209.85.128.0/17")}
+		o.Rules = func() *policy.Rules { return r }
+	})
+	upstream := h.sessionFrom(t, "209.85.220.41")
+	guess := func(from string) outcome {
+		m := newMail("", []string{sub(board, token.Generate())})
+		m.from = from
+		return send(t, upstream, m)
+	}
+	for range 2 {
+		wantReply(t, guess("mallory@example.net").rcpt[0], 550, "550 5.7.1 Unknown posting token")
+	}
+	wantReply(t, guess("mallory@example.net").rcpt[0], 450, throttled)
+	// Another sender behind the same upstream guessing (a typo, say) is
+	// judged on its own: not throttled.
+	wantReply(t, guess("carol@example.net").rcpt[0], 550, "550 5.7.1 Unknown posting token")
+}
+
+// TestForgedVictimSenderDoesNotLockOutTheVictim: guesses with a forged
+// envelope sender block only that (client, sender) pair; the real sender's
+// valid token passes from its own client and from the forger's.
+func TestForgedVictimSenderDoesNotLockOutTheVictim(t *testing.T) {
 	t.Parallel()
 	g := guard.New(guard.Limits{Limit: 2, Window: time.Minute, Block: time.Hour}, 0)
 	h := newHarness(t, withGuard(g))
-	for i := range 2 {
-		cs := h.sessionFrom(t, "198.51.100."+string(rune('1'+i)))
-		out := send(t, cs, newMail(token.Generate(), []string{board}))
-		wantReject(t, out, "eom", "Unknown posting token")
+	forger := h.sessionFrom(t, "203.0.113.66")
+	for range 3 {
+		m := newMail(token.Generate(), []string{board})
+		m.from = "victim@example.net"
+		send(t, forger, m)
 	}
-	valid := h.addToken(t, func(r *token.Record) { r.UsesAllowed = 10 })
-	out := send(t, h.sessionFrom(t, "198.51.100.9"), newMail(valid, []string{board}))
-	if out.stage != "eom" {
-		t.Fatalf("decided at %s, want eom", out.stage)
-	}
-	wantReply(t, out.act, 450, throttled)
+	m := newMail(token.Generate(), []string{board})
+	m.from = "victim@example.net"
+	wantReply(t, send(t, forger, m).act, 450, throttled)
 
-	m := newMail(valid, []string{board})
-	m.from = "someone.else@example.net"
-	m.headers[0] = field{"From", "<someone.else@example.net>"}
-	wantAccept(t, send(t, h.sessionFrom(t, "198.51.100.9"), m), "eom")
+	valid := h.addToken(t, func(r *token.Record) { r.UsesAllowed = 10; r.Sender = "victim@example.net" })
+	for _, ip := range []string{"198.51.100.7", "203.0.113.66"} {
+		m := newMail(valid, []string{board})
+		m.from = "victim@example.net"
+		m.headers[0] = field{"From", "<victim@example.net>"}
+		wantAccept(t, send(t, h.sessionFrom(t, ip), m), "eom")
+	}
 }
 
 // TestKnownTokensAreNotGuesses: expired or used tokens and tokenless

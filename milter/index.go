@@ -27,8 +27,7 @@ func newIndex(rules *policy.Rules) *index {
 	return x
 }
 
-// mayBeRestricted mirrors address.Parse and policy.Rules.ListFor for ASCII
-// addresses: the key is the lower-cased local part and domain (without a
+// mayBeRestricted mirrors policy.Rules.Resolve for plain ASCII addresses: the key is the lower-cased local part and domain (without a
 // trailing dot), tried whole and then without the subaddress. Anything
 // unusual (non-ASCII, which IDNA may map) is handed to the real parser.
 func (x *index) mayBeRestricted(rcpt string) bool {
@@ -42,8 +41,13 @@ func (x *index) mayBeRestricted(rcpt string) bool {
 	if s == "" || len(s) > address.MaxLength {
 		return false // address.Parse refuses it: never a list
 	}
+	if s[0] == '@' {
+		return true // a source route: the real parser removes it
+	}
 	for i := 0; i < len(s); i++ {
-		if s[i] >= utf8.RuneSelf {
+		// Non-ASCII (folded as Postfix folds it), quotes and escapes (removed
+		// as Postfix removes them) go to the real parser.
+		if c := s[i]; c >= utf8.RuneSelf || c == '"' || c == '\\' {
 			return true
 		}
 	}

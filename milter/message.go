@@ -27,13 +27,16 @@ const maxHeaderValue = 64 << 10
 // is reset at MAIL FROM, on abort and after end of message; resetting keeps
 // the backing array of lists so that the ordinary path allocates nothing.
 type message struct {
-	rules  *policy.Rules
-	idx    *index
-	from   string // envelope sender as the MTA gave it
-	rcpts  int    // recipients let through at RCPT
-	lists  []listState
-	qid    string // queue id, once the MTA has given it
-	client string // the SMTP client's address ({client_addr}), for the guard
+	rules *policy.Rules
+	idx   *index
+	from  string // envelope sender as the MTA gave it
+	rcpts int    // recipients let through at RCPT
+	// outsiders counts the recipients let through that are no restricted
+	// address: a tokened message must not reach them (policy.Outsiders).
+	outsiders int
+	lists     []listState
+	qid       string // queue id, once the MTA has given it
+	client    string // the SMTP client's address ({client_addr}), for the guard
 
 	// failed makes every later reply a temporary failure: an internal error
 	// (a panic) hit a callback whose reply the MTA does not wait for.

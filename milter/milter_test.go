@@ -184,6 +184,12 @@ func (h *harness) session(t testing.TB) *gomilter.ClientSession {
 	t.Helper()
 	macros := gomilter.NewMacroBag()
 	macros.Set(gomilter.MacroQueueId, testQueue)
+	return h.sessionOf(t, macros)
+}
+
+// sessionOf opens an MTA connection that sends macros.
+func (h *harness) sessionOf(t testing.TB, macros *gomilter.MacroBag) *gomilter.ClientSession {
+	t.Helper()
 	cs, err := gomilter.NewClient("tcp", h.addr).Session(macros)
 	if err != nil {
 		t.Fatal(err)

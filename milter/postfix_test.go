@@ -66,7 +66,7 @@ func TestPostfix(t *testing.T) {
 	}
 	queued("bad subaddress, ordinary recipients", res)
 
-	res = submit([]string{sub(board, tok), ordinary}, msg("", ""))
+	res = submit([]string{sub(board, tok), board}, msg("", ""))
 	queued("subaddress token", res)
 	h.waitLog(t, "restricted message accepted", "queue_id="+res.QueueID, "carrier=subaddress")
 

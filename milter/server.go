@@ -117,7 +117,11 @@ func New(opts Options) *Server {
 	// The client's address is for the guard (guard.go). It is asked for at
 	// RCPT, the first decision point, where Postfix sends a macro packet
 	// anyway; go-milter keeps it for the later stages of the message.
-	rcptMacros := []gomilter.MacroName{gomilter.MacroQueueId, gomilter.MacroClientAddr}
+	// {rcpt_addr}, {rcpt_mailer} and {rcpt_host} are the recipient as
+	// Postfix resolved it and where it routes it (session.go); they are in
+	// Postfix's default milter_rcpt_macros too, for milter_protocol = 2.
+	rcptMacros := []gomilter.MacroName{gomilter.MacroQueueId, gomilter.MacroClientAddr,
+		gomilter.MacroRcptAddr, gomilter.MacroRcptMailer, gomilter.MacroRcptHost}
 	s.srv = gomilter.NewServer(
 		gomilter.WithDynamicMilter(func(uint32, gomilter.OptAction, gomilter.OptProtocol, gomilter.DataSize) gomilter.Milter {
 			return &session{srv: s}

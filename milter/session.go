@@ -8,6 +8,7 @@ import (
 	gomilter "github.com/d--j/go-milter"
 
 	"github.com/restrictedmail/restrictedmail/policy"
+	"github.com/restrictedmail/restrictedmail/reply"
 	"github.com/restrictedmail/restrictedmail/token"
 )
 
@@ -72,22 +73,45 @@ func (c *session) RcptTo(rcpt, _ string, m gomilter.Modifier) (resp *gomilter.Re
 	if msg.failed {
 		return c.srv.tempFail, nil
 	}
-	if msg.idx.mayBeRestricted(rcpt) {
-		if r := c.restrictedRcpt(rcpt, m); r != nil {
+	// Judge the recipient Postfix resolved ({rcpt_addr}: quotes and source
+	// routes removed, the percent hack and bang paths applied, myorigin
+	// appended) and, from the transport it picked ({rcpt_mailer},
+	// {rcpt_host}), whether it goes to the LMTP endpoint at all.
+	addr := rcpt
+	if ra := m.Get(gomilter.MacroRcptAddr); ra != "" {
+		addr = ra
+	}
+	toUs := msg.rules.RoutesToUs(m.Get(gomilter.MacroRcptMailer), m.Get(gomilter.MacroRcptHost))
+	restricted := false
+	if toUs || msg.idx.mayBeRestricted(addr) {
+		var r *gomilter.Response
+		if r, restricted = c.restrictedRcpt(addr, toUs, m); r != nil {
 			return r, nil
 		}
+	}
+	if !restricted {
+		msg.outsiders++
 	}
 	msg.rcpts++
 	return gomilter.RespContinue, nil
 }
 
-// restrictedRcpt handles a recipient that may be restricted. It returns the
-// rejection of the recipient, or nil to let it through.
-func (c *session) restrictedRcpt(rcpt string, m gomilter.Modifier) *gomilter.Response {
+// restrictedRcpt handles a recipient that may be restricted; toUs: Postfix
+// routes it to the LMTP endpoint. It returns the rejection of the
+// recipient, or nil to let it through, and whether it is restricted. It fails closed: a recipient routed
+// to the endpoint that is no list, or cannot be read, is refused here —
+// passed on, the endpoint would refuse it after the queue, and Postfix
+// would mail a bounce with the whole message to the (forgeable) sender.
+func (c *session) restrictedRcpt(rcpt string, toUs bool, m gomilter.Modifier) (*gomilter.Response, bool) {
 	msg := &c.msg
 	rc, err := msg.rules.Resolve(rcpt)
-	if err != nil || rc.List == nil {
-		return nil
+	switch {
+	case err != nil && toUs:
+		return c.refuseRcpt(m, reply.BadRestrictedRecipient, "unreadable", err), true
+	case rc.List == nil && toUs:
+		return c.refuseRcpt(m, reply.NotServedHere, "not_served", nil), true
+	case err != nil || rc.List == nil:
+		return nil, false
 	}
 	msg.noteQueueID(m)
 	st := msg.find(rc.List)
@@ -95,7 +119,7 @@ func (c *session) restrictedRcpt(rcpt string, m gomilter.Modifier) *gomilter.Res
 		// The first subaddress token of a list is the one judged, as the
 		// LMTP endpoint does (policy.GroupByList).
 		msg.add(rc.List)
-		return nil
+		return nil, true
 	}
 	f := policy.Facts{List: rc.List, Token: rc.Token}
 	if st != nil {
@@ -116,9 +140,21 @@ func (c *session) restrictedRcpt(rcpt string, m gomilter.Modifier) *gomilter.Res
 		// without it, as the LMTP endpoint will never see it.
 		c.logVerdict("rcpt", v)
 		c.srv.obs.MilterVerdict(v.Reason)
-		return c.srv.reply(v)
+		return c.srv.reply(v), true
 	}
-	return nil
+	return nil, true
+}
+
+// refuseRcpt refuses one recipient for what it is, not for its token.
+func (c *session) refuseRcpt(m gomilter.Modifier, r reply.Reply, why string, err error) *gomilter.Response {
+	c.msg.noteQueueID(m)
+	attrs := []any{"stage", "rcpt", "queue_id", c.msg.qid, "reason", why, "sender", c.msg.from, "code", r.Code}
+	if err != nil {
+		attrs = append(attrs, "error", err.Error())
+	}
+	// Never the recipient itself: its subaddress may be a token.
+	c.srv.log.Info("recipient rejected", attrs...)
+	return c.srv.replyOf(r, policy.Malformed)
 }
 
 // Data is the first point at which every recipient is known: a message
@@ -236,7 +272,7 @@ func (m *message) noteQueueID(mod gomilter.Modifier) {
 	if q := mod.Get(gomilter.MacroQueueId); q != "" {
 		m.qid = q
 	}
-	if a := mod.Get(gomilter.MacroClientAddr); a != "" {
+	if a := clientAddr(mod); a != "" {
 		m.client = a
 	}
 }

@@ -112,7 +112,7 @@ func TestSubaddressTokenValid(t *testing.T) {
 	h := newHarness(t)
 	tok := h.addToken(t, nil)
 	cs := h.session(t)
-	out := send(t, cs, newMail("", []string{sub(board, tok), ordinary}))
+	out := send(t, cs, newMail("", []string{sub(board, tok), board}))
 	wantContinue(t, out.rcpt[0])
 	// Decided at the end of the headers (the loop marker is checked there):
 	// the body is never transferred.
@@ -219,7 +219,7 @@ func TestBodyTokenPart(t *testing.T) {
 	used := h.addToken(t, func(r *token.Record) { r.UsesSpent = 1 })
 	cs := h.session(t)
 
-	wantAccept(t, send(t, cs, newMail(valid, []string{board, ordinary})), "eom")
+	wantAccept(t, send(t, cs, newMail(valid, []string{board})), "eom")
 	h.waitLog(t, "restricted message accepted", "stage=eom", "carrier=part", "queue_id="+testQueue)
 	wantReject(t, send(t, cs, newMail(used, []string{ordinary, board})), "eom",
 		"Posting token already used: it allowed no more messages to <board@example.org>")
@@ -250,7 +250,7 @@ func TestSeveralRestrictedRecipients(t *testing.T) {
 	cs := h.session(t)
 
 	// Each list passes with its own carrier.
-	out := send(t, cs, newMail(eventsTok, []string{sub(board, boardTok), events, ordinary}))
+	out := send(t, cs, newMail(eventsTok, []string{sub(board, boardTok), events, board}))
 	wantAccept(t, out, "eom")
 	h.waitLog(t, "restricted message accepted", "list=board@example.org,events@example.org", "carrier=subaddress,part", "recipients=3")
 
@@ -283,4 +283,25 @@ func TestLoopMarker(t *testing.T) {
 	// Another list's marker is no loop for this one.
 	out = send(t, cs, newMail("", []string{sub(board, tok)}, field{"X-Loop", events}))
 	wantAccept(t, out, "eoh")
+}
+
+// TestTokenToOutsiders: a message that carries a valid token and also goes
+// to recipients outside the restricted addresses is refused whole — each of
+// them would receive a usable token (a one-use token too: the list's
+// delivery may wait in Postfix's queue for hours while an outsider's copy
+// is delivered at once). Every carrier, and Bcc (envelope only) as well.
+func TestTokenToOutsiders(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	tok := h.addToken(t, func(r *token.Record) { r.UsesAllowed = 2 })
+	cs := h.session(t)
+	const why = "Posting token would reach other recipients: a message with a token for <board@example.org> must go to restricted addresses only"
+	out := send(t, cs, newMail("", []string{sub(board, tok), ordinary}))
+	wantContinue(t, out.rcpt[0])
+	wantReject(t, out, "eoh", why)
+	wantReject(t, send(t, cs, newMail("", []string{ordinary, board}, field{"X-Restricted-Token", tok})), "eoh", why)
+	wantReject(t, send(t, cs, newMail(tok, []string{board, ordinary})), "eom", why)
+	h.waitLog(t, "message rejected", "reason=outsiders", "code=550")
+	// Restricted addresses only: accepted.
+	wantAccept(t, send(t, cs, newMail(tok, []string{board})), "eom")
 }

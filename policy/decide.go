@@ -25,7 +25,11 @@ type Facts struct {
 
 	Loop       bool // the message carries this list's loop marker
 	Unreadable bool // the header could not be read (malformed or too large)
-	Throttled  bool // the guard blocks the client or the sender
+	Throttled  bool // the guard blocks the client or the sender (for unknown tokens only)
+	// Outsiders: the message also goes to recipients outside the
+	// restricted addresses. Only the milter sees every recipient; the LMTP
+	// endpoint is handed the restricted ones alone.
+	Outsiders bool
 
 	EnvelopeSender address.Address   // zero for the null sender (or an unparsable one)
 	HeaderFrom     []address.Address // addresses of the From field
@@ -53,10 +57,13 @@ func Decide(f Facts) Verdict {
 		v.Reason = Undecided
 	case f.Token == "" && f.Err == nil:
 		v.Reason = NoToken
-	case f.Throttled:
-		v.Reason = Throttled
 	case f.Err != nil:
 		v.Reason, v.Cause = TempFail, f.Err
+	case f.Record == nil && f.Throttled:
+		// The guard holds back unknown tokens only: a valid token is never
+		// refused because somebody else guessed from the same client or
+		// with a forged sender.
+		v.Reason = Throttled
 	case f.Record == nil:
 		v.Reason = Unknown
 	case f.Record.List != f.List.Addr.Key():
@@ -72,6 +79,8 @@ func Decide(f Facts) Verdict {
 		v.Reason = Undecided
 	case !senderMatches(f.Record.Sender, f):
 		v.Reason = WrongSender
+	case f.Outsiders:
+		v.Reason = Outsiders
 	default:
 		v.Reason = Pass
 	}
@@ -117,17 +126,20 @@ type Checker struct {
 
 var errNoStore = errors.New("no token store configured")
 
-// Check completes f — the guard first (a blocked client or sender causes
-// no lookup), then the token's record — and decides. An unknown token is
-// counted against guardKeys. On Pass the facts it returns hold the record.
+// Check completes f — the token's record, then, for an unknown token
+// only, the guard — and decides. An unknown token is counted against
+// guardKeys; while one of them is blocked, unknown tokens get Throttled
+// (450, try later) instead of Unknown. A valid token is never held back by
+// the guard: the guard is no lever against the owner of a forged sender
+// or the users of a shared upstream. On Pass the facts it returns hold the
+// record.
 func (c Checker) Check(ctx context.Context, f Facts, guardKeys ...string) (Facts, Verdict) {
+	looked := false
 	if f.Token != "" && f.Record == nil && f.Err == nil && !f.Throttled {
-		switch {
-		case c.Guard != nil && len(guardKeys) > 0 && c.Guard.Blocked(f.Now, guardKeys...):
-			f.Throttled = true
-		case c.Tokens == nil:
+		looked = true
+		if c.Tokens == nil {
 			f.Err = errNoStore
-		default:
+		} else {
 			rec, err := c.Tokens.TokenByHash(ctx, token.HashOf(f.Token))
 			switch {
 			case errors.Is(err, token.ErrNotFound):
@@ -138,8 +150,12 @@ func (c Checker) Check(ctx context.Context, f Facts, guardKeys ...string) (Facts
 			}
 		}
 	}
+	guarded := c.Guard != nil && len(guardKeys) > 0
+	if looked && f.Record == nil && f.Err == nil && guarded {
+		f.Throttled = c.Guard.Blocked(f.Now, guardKeys...)
+	}
 	v := Decide(f)
-	if v.Reason == Unknown && c.Guard != nil && len(guardKeys) > 0 {
+	if looked && (v.Reason == Unknown || v.Reason == Throttled) && guarded {
 		v.Tripped = c.Guard.Fail(f.Now, guardKeys...)
 	}
 	return f, v

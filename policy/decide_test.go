@@ -33,7 +33,11 @@ func TestDecideStages(t *testing.T) {
 		{"loop before everything", func(f *Facts) { f.Loop, f.Throttled, f.Token = true, true, "" }, Loop},
 		{"loop is not known before the header", func(f *Facts) { f.Loop, f.HeaderRead = true, false }, Pass},
 		{"unreadable", func(f *Facts) { f.Unreadable = true }, Malformed},
-		{"throttled before the lookup's result", func(f *Facts) { f.Throttled = true }, Throttled},
+		{"throttled: an unknown token", func(f *Facts) { f.Throttled, f.Record = true, nil }, Throttled},
+		{"throttled: a valid token passes all the same", func(f *Facts) { f.Throttled = true }, Pass},
+		{"outsiders with a valid token", func(f *Facts) { f.Outsiders = true }, Outsiders},
+		{"outsiders with an unknown token", func(f *Facts) { f.Outsiders, f.Record = true, nil }, Unknown},
+		{"outsiders without a token", func(f *Facts) { f.Outsiders, f.Token = true, "" }, NoToken},
 		{"no token is not throttled", func(f *Facts) { f.Throttled, f.Token = true, "" }, NoToken},
 		{"internal failure", func(f *Facts) { f.Err = context.DeadlineExceeded }, TempFail},
 		{"body scan failure without a token", func(f *Facts) { f.Err, f.Token = context.DeadlineExceeded, "" }, TempFail},
@@ -64,19 +68,27 @@ func (g *countingGuard) Fail(_ time.Time, keys ...string) bool {
 	return g.fails == g.limit
 }
 
-type noTokens struct{ asked int }
+// someTokens knows one token.
+type someTokens struct {
+	asked int
+	valid string
+}
 
-func (n *noTokens) TokenByHash(context.Context, token.Hash) (token.Record, error) {
+func (n *someTokens) TokenByHash(_ context.Context, h token.Hash) (token.Record, error) {
 	n.asked++
+	if n.valid != "" && h.Equal(token.HashOf(n.valid)) {
+		return record(), nil
+	}
 	return token.Record{}, token.ErrNotFound
 }
 
 func TestCheckerGuard(t *testing.T) {
 	t.Parallel()
 	g := &countingGuard{limit: 2}
-	store := &noTokens{}
+	store := &someTokens{valid: "tok"}
 	c := Checker{Tokens: store, Guard: g}
 	f := facts()
+	f.Token = "guess"
 	if _, v := c.Check(context.Background(), f, "client", "sender"); v.Reason != Unknown || v.Tripped {
 		t.Fatalf("first guess: %+v", v)
 	}
@@ -86,8 +98,14 @@ func TestCheckerGuard(t *testing.T) {
 	if strings.Join(g.keys, ",") != "client,sender" {
 		t.Errorf("guard keys %v", g.keys)
 	}
-	if _, v := c.Check(context.Background(), f, "client", "sender"); v.Reason != Throttled || store.asked != 2 {
-		t.Fatalf("blocked: %+v after %d lookups, want Throttled without a lookup", v, store.asked)
+	if _, v := c.Check(context.Background(), f, "client", "sender"); v.Reason != Throttled {
+		t.Fatalf("blocked: %+v, want Throttled", v)
+	}
+	// The guard holds back guesses only: the valid token of the real
+	// sender, from the same client, passes.
+	valid := facts()
+	if _, v := c.Check(context.Background(), valid, "client", "sender"); v.Reason != Pass {
+		t.Fatalf("a valid token while the keys are blocked: %+v, want Pass", v)
 	}
 	f.Token = ""
 	if _, v := c.Check(context.Background(), f, "client", "sender"); v.Reason != NoToken {

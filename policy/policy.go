@@ -32,6 +32,7 @@ const (
 	Malformed          // the message could not be read as mail
 	TempFail           // store or internal failure: try again later
 	Throttled          // too many unknown tokens from this client or sender (guard)
+	Outsiders          // a valid token on a message that also goes to other recipients: they would receive it
 	// Undecided: the facts known so far do not decide yet (the milter
 	// before the end of the header or the body). Never sent.
 	Undecided
@@ -41,7 +42,7 @@ var reasonNames = [...]string{
 	Pass: "pass", NoToken: "no_token", Unknown: "unknown_token", Expired: "expired",
 	UsedUp: "used_up", Revoked: "revoked", WrongSender: "wrong_sender", WrongList: "wrong_list",
 	Loop: "loop", Malformed: "malformed", TempFail: "tempfail", Throttled: "throttled",
-	Undecided: "undecided",
+	Outsiders: "outsiders", Undecided: "undecided",
 }
 
 // String is the stable name used in logs and metrics.
@@ -100,6 +101,8 @@ func (v Verdict) Reply() reply.Reply {
 		return reply.Malformed(v.List)
 	case Throttled:
 		return reply.Throttled(v.List)
+	case Outsiders:
+		return reply.Outsiders(v.List)
 	}
 	// TempFail, and Undecided should an adapter ever send it: never a pass.
 	return reply.TokenTempFail()

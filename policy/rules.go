@@ -1,10 +1,12 @@
 package policy
 
 import (
+	"net/netip"
 	"strings"
 	"time"
 
 	"github.com/restrictedmail/restrictedmail/address"
+	"github.com/restrictedmail/restrictedmail/guard"
 	"github.com/restrictedmail/restrictedmail/token"
 )
 
@@ -20,6 +22,11 @@ type List struct {
 	// Members are the default recipients, distinct ignoring case, in
 	// canonical form.
 	Members []string
+	// Aliases are addresses that Postfix rewrites to this list (a
+	// virtual alias) and that the administrator declared as intended: the
+	// milter judges them as the list at SMTP time, where it cannot see the
+	// alias expanded.
+	Aliases []address.Address
 }
 
 // ID returns the List-Id of RFC 2919: ListID, or the address with its @
@@ -50,24 +57,39 @@ type Rules struct {
 	// Source names where the rules come from (the configuration file),
 	// for error messages.
 	Source string
+	// Transport is the transport_maps value that routes a list to the
+	// LMTP endpoint ("lmtp:[127.0.0.1]:8024"): a recipient Postfix routes
+	// there is restricted, whatever its spelling ("" : unknown).
+	Transport string
+	// GuessTrusted are the networks of shared upstreams (Google Workspace
+	// forwarding, say) whose address alone is never blocked by the guard:
+	// only a (client, sender) pair from them is.
+	GuessTrusted []netip.Prefix
 
-	byKey map[string]*List
+	byKey map[string]*List // address.FoldKey of every list address and alias
 }
 
-// NewRules indexes lists. Lists with a zero address are ignored.
+// NewRules indexes lists and their aliases by the key Postfix's tables
+// compare (address.FoldKey). Lists with a zero address are ignored.
 func NewRules(delim string, finder token.Finder, lists []*List) *Rules {
 	r := &Rules{Lists: lists, Delimiter: delim, Finder: finder, byKey: make(map[string]*List, len(lists))}
 	for _, l := range lists {
-		if !l.Addr.IsZero() {
-			r.byKey[l.Addr.Key()] = l
+		if l.Addr.IsZero() {
+			continue
+		}
+		r.byKey[l.Addr.FoldKey()] = l
+		for _, a := range l.Aliases {
+			if _, taken := r.byKey[a.FoldKey()]; !taken {
+				r.byKey[a.FoldKey()] = l
+			}
 		}
 	}
 	return r
 }
 
-// List returns the restricted list at address a (subaddress already
-// removed), or nil.
-func (r *Rules) List(a address.Address) *List { return r.byKey[a.Key()] }
+// List returns the restricted list at address a, or an alias of it
+// (subaddress already removed), or nil.
+func (r *Rules) List(a address.Address) *List { return r.byKey[a.FoldKey()] }
 
 // ListFor returns the list that rcpt is addressed to, with or without a
 // subaddress, and the subaddress extension.
@@ -95,7 +117,7 @@ func (r *Rules) Addresses() []address.Address {
 	return out
 }
 
-// Keys returns the address.Key of every restricted list.
+// Keys returns the address.FoldKey of every restricted list and alias.
 func (r *Rules) Keys() []string {
 	out := make([]string, 0, len(r.byKey))
 	for k := range r.byKey {
@@ -111,27 +133,96 @@ type Recipient struct {
 	Token string // the subaddress token, if the extension is one
 }
 
-// Resolve parses rcpt and finds its list and subaddress token. An
-// unparsable address is an error; an ordinary one has a nil List.
+// Resolve parses rcpt as Postfix does (address.ParseEnvelope: quotes and
+// source routes removed, any local part, case folded as Postfix's tables
+// fold it) and finds its list — the list address, an alias, or either
+// with an extension — and the subaddress token. The milter and the LMTP
+// endpoint both resolve with it, so that they match what Postfix routes.
+// An unparsable address is an error; an ordinary one has a nil List.
 func (r *Rules) Resolve(rcpt string) (Recipient, error) {
-	a, err := address.Parse(rcpt)
+	a, err := address.ParseEnvelope(rcpt)
 	if err != nil {
 		return Recipient{Raw: rcpt}, err
 	}
-	return r.resolve(rcpt, a), nil
+	rc := Recipient{Raw: rcpt}
+	l, ext := r.ListFor(a)
+	if l == nil {
+		return rc, nil
+	}
+	rc.List, rc.Token = l, token.FromExtension(ext)
+	return rc, nil
 }
 
-func (r *Rules) resolve(raw string, a address.Address) Recipient {
-	rc := Recipient{Raw: raw}
-	l, _ := r.ListFor(a)
-	if l == nil {
-		return rc
+// GuessKeys are the guard's keys for an unknown token from SMTP client
+// address client with envelope sender sender: the pair, and the client
+// alone unless it is in a trusted upstream network.
+func (r *Rules) GuessKeys(client, sender string) []string {
+	keys := []string{guard.PairKey(client, sender)}
+	a, err := netip.ParseAddr(strings.Trim(client, "[]"))
+	trusted := false
+	for _, p := range r.GuessTrusted {
+		if err == nil && p.Contains(a.Unmap()) {
+			trusted = true
+			break
+		}
 	}
-	rc.List = l
-	if !l.Addr.Equal(a) {
-		_, rc.Token = token.Subaddress(a, r.Delimiter)
+	if !trusted {
+		keys = append(keys, guard.ClientKey(client))
 	}
-	return rc
+	return keys
+}
+
+// RoutesToUs reports whether a recipient that Postfix resolved to transport
+// mailer and next hop host ({rcpt_mailer}, {rcpt_host}) goes to the LMTP
+// endpoint: whatever the transport's name (the generic lmtp, or a named
+// service in master.cf), the next hop is the endpoint's (SameNexthop).
+func (r *Rules) RoutesToUs(mailer, host string) bool {
+	_, hop, ok := strings.Cut(r.Transport, ":")
+	if !ok || mailer == "" || strings.EqualFold(mailer, "error") || strings.EqualFold(mailer, "discard") {
+		return false
+	}
+	return SameNexthop(host, hop)
+}
+
+// SameNexthop compares two Postfix next hops of the LMTP client the way
+// the question "is it this endpoint?" needs: case, brackets and an inet:
+// prefix ignored ("inet:127.0.0.1:8024", "[127.0.0.1]:8024").
+// It allocates nothing: the milter asks it for every recipient.
+func SameNexthop(a, b string) bool {
+	trim := func(s string) string {
+		s = strings.TrimSpace(s)
+		if len(s) >= 5 && strings.EqualFold(s[:5], "inet:") {
+			s = s[5:]
+		}
+		return s
+	}
+	a, b = trim(a), trim(b)
+	if a == "" {
+		return false
+	}
+	i, j := 0, 0
+	for {
+		for i < len(a) && (a[i] == '[' || a[i] == ']') {
+			i++
+		}
+		for j < len(b) && (b[j] == '[' || b[j] == ']') {
+			j++
+		}
+		if i == len(a) || j == len(b) {
+			return i == len(a) && j == len(b)
+		}
+		ca, cb := a[i], b[j]
+		if 'A' <= ca && ca <= 'Z' {
+			ca += 'a' - 'A'
+		}
+		if 'A' <= cb && cb <= 'Z' {
+			cb += 'a' - 'A'
+		}
+		if ca != cb {
+			return false
+		}
+		i, j = i+1, j+1
+	}
 }
 
 // Group is the recipients of one transaction that name one list: board@

@@ -105,6 +105,20 @@ func Throttled(addr string) Reply {
 	return Reply{C450MailboxBusy, tNotAuthorised, "Too many invalid posting tokens for " + list(addr) + " from this client or sender; try again later"}
 }
 
+// Outsiders refuses a tokened message that also goes to recipients outside
+// the restricted addresses: each of them would receive a usable token.
+func Outsiders(addr string) Reply {
+	return Reply{C550MailboxUnavail, sNotAuthorised, "Posting token would reach other recipients: a message with a token for " + list(addr) + " must go to restricted addresses only; send it again without the other recipients"}
+}
+
+// NotServedHere refuses a recipient Postfix routes to restrictedmail that
+// is no restricted address it serves (Postfix would bounce it later).
+var NotServedHere = Reply{C550MailboxUnavail, sBadDest, "Recipient is routed to the restricted-address service but is no restricted address it serves"}
+
+// BadRestrictedRecipient refuses a recipient that resolves to a restricted
+// address, or is routed to restrictedmail, but cannot be read.
+var BadRestrictedRecipient = Reply{C550MailboxUnavail, sBadDestSyntax, "Recipient address of a restricted address cannot be read; write to the address as it is published"}
+
 // TokenTempFail is a store or internal failure while judging a token.
 func TokenTempFail() Reply {
 	return Reply{C451LocalError, tSystem, "Temporary failure checking the posting token, please try again later"}

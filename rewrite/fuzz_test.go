@@ -52,5 +52,8 @@ func FuzzWrite(f *testing.F) {
 				t.Fatalf("a token file line is in the copy:\n%q", cp)
 			}
 		}
+		if l := leaksIn(cp, "RMTOKEN", fuzzToken); len(l) > 0 {
+			t.Fatalf("a reader sees a token: %s\ninput:\n%q\ncopy:\n%q", l[0], msg, cp)
+		}
 	})
 }

@@ -8,8 +8,10 @@
 // The rewrite streams: the header is read with mailheader (every kept field
 // keeps its raw bytes) and rebuilt through go-message's textproto; the body
 // is copied as received, except for token parts, which token.Finder drops
-// byte-exactly. Line endings are normalised to CRLF, as they travel on the
-// wire and as DKIM signs them.
+// byte-exactly, and for what the scrub (scrub.go) finds of a token in what
+// a reader sees: the bytes, decoded header words (words.go), decoded text
+// parts (parts.go). Line endings are normalised to CRLF, as they travel on
+// the wire and as DKIM signs them.
 package rewrite
 
 import (
@@ -38,7 +40,11 @@ type Copy struct {
 	Delimiter  string            // recipient_delimiter
 	HideSender bool              // the list's or the token's choice
 	Finder     token.Finder      // token-file prefix and token header
-	Token      string            // the token used, scrubbed wherever it still appears in the header
+	Token      string            // the token used, scrubbed wherever it still appears
+	// SpoolDir is where a text part larger than 1 MiB that must be
+	// decoded is kept while it is read (an unlinked temporary file); ""
+	// is os.TempDir().
+	SpoolDir string
 	// MessageID and Date are used when the message has none. They must be
 	// the same on every hand-over of a delivery, so that recipients reached
 	// on a retry get the same copy as the others.
@@ -83,7 +89,7 @@ func Write(w io.Writer, r io.Reader, c Copy) (Result, error) {
 	if err := textproto.WriteHeader(out, nh); err != nil {
 		return res, fmt.Errorf("writing the copy's header: %w", err)
 	}
-	if res.RemovedParts, err = c.body(out, h.Get("Content-Type"), br); err != nil {
+	if res.RemovedParts, err = c.body(out, &h, br); err != nil {
 		return res, err
 	}
 	res.Size = out.n
@@ -95,9 +101,20 @@ func Write(w io.Writer, r io.Reader, c Copy) (Result, error) {
 	return res, nil
 }
 
-func (c *Copy) body(out io.Writer, contentType string, br *bufio.Reader) (int, error) {
-	sc := newScrubber(out, c.Finder.Prefix, c.Token) // scrub.go
-	_, removed, err := c.Finder.StripParts(sc, contentType, br)
+func (c *Copy) body(out io.Writer, h *textproto.Header, br *bufio.Reader) (int, error) {
+	sc := newBodyScrubber(out, c.Finder.Prefix, c.Token, c.SpoolDir, c.scrubInner) // parts.go
+	defer sc.spool.close()
+	contentType := h.Get("Content-Type")
+	var err error
+	if token.OneLeaf(contentType) {
+		// The walker reads such a body as one leaf: its header is the
+		// message's.
+		err = sc.BeginContent(*h)
+	}
+	removed := 0
+	if err == nil {
+		_, removed, err = c.Finder.StripParts(sc, contentType, br)
+	}
 	if err == nil {
 		err = sc.flush()
 	}
@@ -115,6 +132,7 @@ func (c *Copy) header(h *textproto.Header) textproto.Header {
 	hadMessageID := h.Has("Message-Id")
 	hadDate := h.Has("Date")
 
+	m := newMatcher(c.Finder.Prefix, c.Token)
 	var kept [][]byte
 	for f := h.Fields(); f.Next(); {
 		if c.drop(f.Key()) {
@@ -124,7 +142,7 @@ func (c *Copy) header(h *textproto.Header) textproto.Header {
 		if err != nil {
 			continue
 		}
-		kept = append(kept, c.scrub(raw))
+		kept = append(kept, c.scrub(&m, raw))
 	}
 	var nh textproto.Header
 	// AddRaw and Add put a field at the top: add bottom to top.
@@ -142,12 +160,15 @@ func (c *Copy) header(h *textproto.Header) textproto.Header {
 	// RFC 2369 §3.4: "NO" marks a list that its readers cannot post to.
 	nh.Add("List-Post", "NO")
 	nh.Add("List-Id", formatAddress(c.List.Name, c.List.ID()))
-	if !c.HideSender && len(from) > 0 && !hadReplyTo {
-		nh.Add("Reply-To", string(c.scrub([]byte(formatList(from)))))
+	// The author's names are decoded from RFC 2047 and written anew:
+	// scrubbed before they are encoded again.
+	for _, a := range from {
+		a.Name = string(m.scrubBytes([]byte(a.Name)))
 	}
-	// The author's name is decoded from RFC 2047 and written anew: a token
-	// hidden in an encoded word would come out in clear.
-	nh.Add("From", string(c.scrub([]byte(c.fromField(from)))))
+	if !c.HideSender && len(from) > 0 && !hadReplyTo {
+		nh.Add("Reply-To", string(c.scrub(&m, []byte(formatList(from)))))
+	}
+	nh.Add("From", string(c.scrub(&m, []byte(c.fromField(from)))))
 	return nh
 }
 
@@ -199,17 +220,29 @@ func (c *Copy) drop(key string) bool {
 }
 
 // scrub removes tokens from a kept field: restricted addresses written with
-// a subaddress lose it (To: board+TOKEN@example.org), and the token used, if
-// it appears anywhere else, is blanked out.
-func (c *Copy) scrub(raw []byte) []byte {
+// a subaddress lose it (To: board+TOKEN@example.org), and the rules of
+// scrub.go apply to the field as its reader sees it (decoded words and
+// parameters) and to its bytes.
+func (c *Copy) scrub(m *matcher, raw []byte) []byte {
 	raw = scrubSubaddresses(raw, c.Lists, c.Delimiter)
-	if c.Token != "" {
-		raw = replaceFold(raw, []byte(c.Token), []byte(removedMarker))
+	raw = scrubParams(m, scrubWords(m, raw))
+	return m.scrubBytes(raw)
+}
+
+// scrubInner scrubs a field of a header inside the body — of a part, or
+// of a forwarded message — as a field of the message's own header, and
+// replaces the token of a token header there: a forwarded message's, which
+// goes as the walker's forwarded token parts go. The byte-level scrub
+// follows in the stream.
+func (c *Copy) scrubInner(m *matcher, raw []byte) []byte {
+	raw = scrubSubaddresses(raw, c.Lists, c.Delimiter)
+	if name, value, ok := bytes.Cut(raw, []byte(":")); ok {
+		if tok := c.Finder.InHeaderField(string(name), string(value)); tok != "" {
+			value = bytes.Replace(value, []byte(tok), []byte(removedMarker), 1)
+			raw = append(append(name[:len(name):len(name)], ':'), value...)
+		}
 	}
-	if p := c.Finder.Prefix; p != "" && bytes.Contains(raw, []byte(p)) {
-		raw = scrubPrefixed(raw, []byte(p))
-	}
-	return raw
+	return scrubParams(m, scrubWords(m, raw))
 }
 
 // parseFrom reads the author's addresses, decoding RFC 2047 names in any
@@ -286,31 +319,4 @@ func isTokenByte(c byte) bool {
 
 func isAtext(c byte) bool {
 	return isTokenByte(c) || c >= 0x80 || strings.IndexByte("!#$%&'*+/=?^`{|}~.", c) >= 0
-}
-
-// replaceFold replaces every case-insensitive occurrence of old in b.
-func replaceFold(b, old, new []byte) []byte {
-	if len(old) == 0 {
-		return b
-	}
-	// ASCII case folding only: bytes.ToLower turns a byte that is not
-	// UTF-8 (Latin-1 text, say) into three, and the indexes found in the
-	// folded copy would no longer fit b — a panic found by FuzzWrite. Tokens
-	// are ASCII.
-	lb := append([]byte(nil), b...)
-	lo := append([]byte(nil), old...)
-	lowerASCII(lb)
-	lowerASCII(lo)
-	if !bytes.Contains(lb, lo) {
-		return b
-	}
-	var out []byte
-	for {
-		i := bytes.Index(lb, lo)
-		if i < 0 {
-			return append(out, b...)
-		}
-		out = append(append(out, b[:i]...), new...)
-		b, lb = b[i+len(old):], lb[i+len(old):]
-	}
 }

@@ -126,3 +126,20 @@ func TestUnicodeCaseFoldingKeepsIndexes(t *testing.T) {
 		}
 	}
 }
+
+// TestIndexFold: the case-insensitive search finds the first match in
+// either case, at the edges too, and nothing where there is none.
+func TestIndexFold(t *testing.T) {
+	t.Parallel()
+	low := []byte("abc")
+	for s, want := range map[string]int{
+		"abc": 0, "xABC": 1, "aaAAbAbC": 5, "ab": -1, "": -1, "xxabx": -1, "AbcAbc": 0, "zzzzaBc": 4, "aaaaaaaab": -1,
+	} {
+		if got := indexFold([]byte(s), low); got != want {
+			t.Errorf("indexFold(%q) = %d, want %d", s, got, want)
+		}
+	}
+	if got := indexFold([]byte("x9z9ZQ"), []byte("9zq")); got != 3 {
+		t.Errorf("digit first: %d", got)
+	}
+}

@@ -94,6 +94,10 @@ func (s *DB) BeginDelivery(ctx context.Context, d Delivery, rcpts []string) (rec
 		if err := insertRecipients(ctx, tx, d.ID, rcpts); err != nil {
 			return err
 		}
+		// The webhook outbox, in the same transaction (webhooks.go).
+		if err := emitSpent(ctx, tx, d); err != nil {
+			return err
+		}
 		rec = d
 		rec.Created = d.Created.UTC().Truncate(time.Second)
 		return nil
@@ -188,12 +192,19 @@ func (s *DB) FinishDelivery(ctx context.Context, id, detail string, now time.Tim
 			detail, now.Unix(), id); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE deliveries SET completed = ? WHERE id = ? AND completed = 0`, now.Unix(), id); err != nil {
+		res, err := tx.ExecContext(ctx, `UPDATE deliveries SET completed = ? WHERE id = ? AND completed = 0`, now.Unix(), id)
+		if err != nil {
 			return err
 		}
-		var err error
-		c, err = countsTx(ctx, tx, id)
-		return err
+		if c, err = countsTx(ctx, tx, id); err != nil {
+			return err
+		}
+		// Completed by this call: tell the webhooks, in the same
+		// transaction (webhooks.go).
+		if n, _ := res.RowsAffected(); n == 1 {
+			return emitCompleted(ctx, tx, id, c, now)
+		}
+		return nil
 	})
 	if err != nil {
 		return Counts{}, fmt.Errorf("finishing delivery %s: %w", id, err)

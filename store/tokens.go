@@ -11,16 +11,14 @@ import (
 	"github.com/restrictedmail/restrictedmail/token"
 )
 
-const tokenColumns = `id, hash, list, sender, created, expires, uses_allowed, uses_spent, recipients, hide_sender, revoked`
+const tokenColumns = `id, hash, list, sender, created, expires, uses_allowed, uses_spent, recipients, hide_sender, revoked, owner, external_ref`
 
 // AddToken stores a newly issued token.
 func (s *DB) AddToken(ctx context.Context, r token.Record) error {
 	if r.UsesAllowed < 1 {
 		return fmt.Errorf("adding token %s: uses must be at least 1", r.ID)
 	}
-	_, err := s.db.ExecContext(ctx, `INSERT INTO tokens (`+tokenColumns+`) VALUES (?,?,?,?,?,?,?,?,?,?,?)`,
-		r.ID, r.Hash[:], r.List, r.Sender, unix(r.Created), unix(r.Expires), r.UsesAllowed, r.UsesSpent,
-		strings.Join(r.Recipients, "\n"), r.HideSender, r.Revoked)
+	_, err := s.db.ExecContext(ctx, `INSERT INTO tokens (`+tokenColumns+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`, tokenArgs(r)...)
 	if err != nil {
 		return fmt.Errorf("adding token %s: %w", r.ID, err)
 	}
@@ -173,7 +171,7 @@ func scanToken(sc scanner) (token.Record, error) {
 		recipients       string
 	)
 	err := sc.Scan(&r.ID, &hash, &r.List, &r.Sender, &created, &expires, &r.UsesAllowed, &r.UsesSpent,
-		&recipients, &r.HideSender, &r.Revoked)
+		&recipients, &r.HideSender, &r.Revoked, &r.Owner, &r.ExternalRef)
 	if err != nil {
 		return token.Record{}, err
 	}
@@ -186,4 +184,10 @@ func scanToken(sc scanner) (token.Record, error) {
 		r.Recipients = strings.Split(recipients, "\n")
 	}
 	return r, nil
+}
+
+// tokenArgs are the values of tokenColumns for r.
+func tokenArgs(r token.Record) []any {
+	return []any{r.ID, r.Hash[:], r.List, r.Sender, unix(r.Created), unix(r.Expires), r.UsesAllowed, r.UsesSpent,
+		strings.Join(r.Recipients, "\n"), r.HideSender, r.Revoked, r.Owner, r.ExternalRef}
 }

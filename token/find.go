@@ -83,6 +83,15 @@ func (f Finder) Find(r io.Reader) (Found, error) {
 	return Found{Token: tok, Carrier: CarrierPart}, nil
 }
 
+// FromExtension returns the token an address extension carries: the
+// extension itself when it is made of token characters only, else "".
+func FromExtension(ext string) string {
+	if t := leadingToken([]byte(ext)); t == ext {
+		return t
+	}
+	return ""
+}
+
 // Subaddress returns the base address and the token carried in the
 // extension of rcpt (board+TOKEN@example.org), if the extension is made of
 // token characters only.

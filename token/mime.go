@@ -53,6 +53,8 @@ type walker struct {
 	// forwarded message, 0 when it is not: its token parts are removed
 	// when stripping but are never the message's token.
 	forwarded int
+	pw        PartWriter // out, when it wants to know the parts (parts.go)
+	inContent bool       // a kept leaf part's content is being written
 }
 
 func newWalker(prefix string, body io.Reader, out io.Writer) *walker {
@@ -61,6 +63,7 @@ func newWalker(prefix string, body io.Reader, out io.Writer) *walker {
 		br = bufio.NewReaderSize(body, readBuffer)
 	}
 	w := &walker{br: br, out: out, prefix: []byte(prefix)}
+	w.pw, _ = out.(PartWriter)
 	// One allocation for what leaf holds of each part, instead of the
 	// doublings of a growing buffer for every message.
 	w.hold.Grow(peekLimit + 1<<10)
@@ -125,16 +128,22 @@ func (w *walker) delimiter(line []byte, start bool) (level int, closing bool) {
 
 // walk processes a body whose Content-Type is contentType. A top-level
 // single part is never a carrier (LEGO's rule: a token file is an
-// attachment), so only multipart bodies are examined.
+// attachment), so only multipart bodies are examined — and, when
+// stripping, a body that is a forwarded message, whose token files go as
+// they do from a forwarded message in a part.
 func (w *walker) walk(contentType string) error {
 	if b := boundary(contentType); b != "" {
 		w.stack = append(w.stack, []byte("--"+b))
+	} else if isMessage(contentType) && w.out != nil {
+		if err := w.enterForwarded(0); err != nil {
+			return err
+		}
 	}
 	for {
 		line, start, err := w.readLine()
 		if len(line) > 0 {
 			if level, closing := w.delimiter(line, start); level >= 0 {
-				if perr := w.onDelimiter(line, level, closing); perr != nil {
+				if perr := firstErr(w.endContent(), w.onDelimiter(line, level, closing)); perr != nil {
 					return perr
 				}
 			} else if eerr := w.emit(line); eerr != nil {
@@ -142,7 +151,7 @@ func (w *walker) walk(contentType string) error {
 			}
 		}
 		if err == io.EOF {
-			return nil
+			return w.endContent()
 		}
 		if err != nil {
 			return err
@@ -166,35 +175,38 @@ func (w *walker) onDelimiter(line []byte, level int, closing bool) error {
 	headerStart := w.hold.Len()
 	complete, err := w.readPartHeader()
 	if err != nil || !complete {
-		return firstErr(err, w.flushHold())
+		// Ordinary content for the walker; a reader may still take it
+		// for a header.
+		return firstErr(err, w.flushParts(headerStart, w.hold.Len(), nil))
 	}
 	h := partHeader(w.hold.Bytes()[headerStart:])
 	ct := h.Get("Content-Type")
 	if b := boundary(ct); b != "" && len(w.stack) < maxDepth {
 		w.stack = append(w.stack, []byte("--"+b))
-		return w.flushHold()
+		return w.flushParts(headerStart, w.hold.Len(), nil)
 	}
 	if isMessage(ct) {
 		// A forwarded message is somebody else's mail: a token file inside
 		// it does not authorise this one. When stripping, its token files
 		// go all the same: a copy carries nobody's token.
 		if w.out != nil && len(w.stack) < maxDepth {
-			return w.enterForwarded()
+			return w.enterForwarded(headerStart)
 		}
 		return w.flushHold()
 	}
-	return w.leaf(headerStart, h.Get("Content-Transfer-Encoding"))
+	return w.leaf(headerStart, h)
 }
 
 // enterForwarded passes on the header of a message/rfc822 part and of the
-// message in it, and walks that message's parts when it is multipart.
-func (w *walker) enterForwarded() error {
-	if err := w.flushHold(); err != nil {
+// message in it, and walks that message's parts when it is multipart; its
+// body is a leaf otherwise.
+func (w *walker) enterForwarded(headerStart int) error {
+	if err := w.flushParts(headerStart, w.hold.Len(), nil); err != nil {
 		return err
 	}
 	complete, err := w.readPartHeader()
 	if err != nil || !complete {
-		return firstErr(err, w.flushHold())
+		return firstErr(err, w.flushParts(0, w.hold.Len(), nil))
 	}
 	h := partHeader(w.hold.Bytes())
 	if b := boundary(h.Get("Content-Type")); b != "" {
@@ -202,8 +214,9 @@ func (w *walker) enterForwarded() error {
 		if w.forwarded == 0 {
 			w.forwarded = len(w.stack)
 		}
+		return w.flushParts(0, w.hold.Len(), nil)
 	}
-	return w.flushHold()
+	return w.flushParts(0, w.hold.Len(), &h)
 }
 
 // readPartHeader reads a part header into hold. It returns false when the
@@ -236,7 +249,7 @@ func (w *walker) readPartHeader() (bool, error) {
 
 // leaf reads up to peekLimit of a leaf part's content into hold, decides
 // whether it is a token part, and either drops the part or passes it on.
-func (w *walker) leaf(headerEnd int, cte string) error {
+func (w *walker) leaf(headerStart int, h textproto.Header) error {
 	contentStart := w.hold.Len()
 	atEOF := false
 	for w.hold.Len()-contentStart < peekLimit {
@@ -256,9 +269,9 @@ func (w *walker) leaf(headerEnd int, cte string) error {
 			return err
 		}
 	}
-	tok := tokenIn(w.prefix, cte, w.hold.Bytes()[contentStart:])
+	tok := tokenIn(w.prefix, h.Get("Content-Transfer-Encoding"), w.hold.Bytes()[contentStart:])
 	if tok == "" {
-		return w.flushHold()
+		return w.flushParts(headerStart, contentStart, &h)
 	}
 	if w.first == "" && w.forwarded == 0 {
 		w.first = tok

@@ -87,6 +87,10 @@ type Record struct {
 	Recipients  []string // replaces the list's recipients when not empty
 	HideSender  bool
 	Revoked     bool
+	// Owner and ExternalRef are opaque to restrictedmail: a portal (the
+	// HTTP API) records who asked for the token and its own reference.
+	Owner       string
+	ExternalRef string
 }
 
 // UsesLeft is how many more deliveries the token may authorise.

@@ -20,24 +20,10 @@ func runDKIM(ctx context.Context, args []string, out, errOut io.Writer) int {
 // dkimCommand dispatches the dkim subcommands; lookup is the DNS lookup of
 // `dkim check`, which tests replace.
 func dkimCommand(ctx context.Context, args []string, out, errOut io.Writer, lookup dkimkey.LookupTXT) int {
-	sub := ""
-	if len(args) > 0 {
-		sub, args = args[0], args[1:]
-	}
-	switch sub {
-	case "keygen":
-		return runDKIMKeygen(args, out, errOut)
-	case "check":
-		return runDKIMCheck(ctx, args, out, errOut, lookup)
-	case "help", "-h", "-help", "--help":
-		dkimUsage(out)
-		return exitOK
-	}
-	if sub != "" {
-		fmt.Fprintf(errOut, "restrictedmail dkim: unknown subcommand %q\n\n", sub)
-	}
-	dkimUsage(errOut)
-	return exitUsage
+	return subcommand("dkim", args, out, errOut, dkimUsage, map[string]func([]string) int{
+		"keygen": func(a []string) int { return runDKIMKeygen(a, out, errOut) },
+		"check":  func(a []string) int { return runDKIMCheck(ctx, a, out, errOut, lookup) },
+	})
 }
 
 func dkimUsage(w io.Writer) {

@@ -22,6 +22,9 @@ func newFlags(name, synopsis string, errOut io.Writer) *flag.FlagSet {
 		fmt.Fprintf(errOut, "Usage: restrictedmail %s\n\nFlags:\n", synopsis)
 		fs.PrintDefaults()
 	}
+	if sink, ok := errOut.(*flagSink); ok {
+		sink.add(fs, synopsis) // being documented (docs.go)
+	}
 	return fs
 }
 
@@ -89,4 +92,26 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// subcommand runs the subcommand of group that args start with, or prints
+// usage: to out for help, to errOut (exit 2) for a missing or unknown one.
+func subcommand(group string, args []string, out, errOut io.Writer, usage func(io.Writer), subs map[string]func(args []string) int) int {
+	sub := ""
+	if len(args) > 0 {
+		sub, args = args[0], args[1:]
+	}
+	if run := subs[sub]; run != nil {
+		return run(args)
+	}
+	switch sub {
+	case "help", "-h", "-help", "--help":
+		usage(out)
+		return exitOK
+	case "":
+	default:
+		fmt.Fprintf(errOut, "restrictedmail %s: unknown subcommand %q\n\n", group, sub)
+	}
+	usage(errOut)
+	return exitUsage
 }

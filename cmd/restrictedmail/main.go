@@ -10,13 +10,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"syscall"
 )
-
-// version is set at build time with -ldflags "-X main.version=..."; without
-// it the module version from the build info is used.
-var version = ""
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -42,11 +37,14 @@ func commands() []command {
 	return []command{
 		{"serve", "run the milter, the LMTP endpoint and the metrics endpoint", runServe},
 		{"check-config", "check the configuration and list every problem", runCheckConfig},
-		{"token", "issue, list and revoke posting tokens (token help)", runToken},
+		{"check-postfix", "check Postfix's configuration against restrictedmail's", runCheckPostfix},
+		{"token", "issue, list, revoke and import posting tokens (token help)", runToken},
+		{"apikey", "create, list and revoke keys of the HTTP API (apikey help)", runAPIKey},
 		{"test", "dry run: what the milter and the LMTP endpoint would do with a message", runTest},
 		{"dkim", "generate DKIM keys and check their DNS records (dkim help)", runDKIM},
 		{"demo", "show the main job end to end, on the embedded defaults", runDemo},
 		{"version", "print the version", runVersion},
+		{"completion", "print the bash completion script (completion bash)", runCompletion},
 		{"help", "show this help", nil},
 	}
 }
@@ -63,6 +61,8 @@ func run(ctx context.Context, args []string, out, errOut io.Writer) int {
 		return exitOK
 	case "-version", "--version":
 		name = "version"
+	case "man": // hidden: writes the man pages at build time (man.go)
+		return runMan(ctx, args[1:], out, errOut)
 	}
 	for _, c := range commands() {
 		if c.name == name && c.run != nil {
@@ -90,19 +90,4 @@ Every command that reads the configuration takes --config FILE
 (default %s). Flags take one or two dashes.
 Run "restrictedmail COMMAND --help" for the flags of a command.
 `, defaultConfig)
-}
-
-func runVersion(_ context.Context, _ []string, out, _ io.Writer) int {
-	fmt.Fprintf(out, "restrictedmail %s\n", versionString())
-	return exitOK
-}
-
-func versionString() string {
-	if version != "" {
-		return version
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
-	}
-	return "devel"
 }

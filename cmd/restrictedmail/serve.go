@@ -39,6 +39,7 @@ lmtp.shutdown_timeout.`, errOut)
 		return exitFailure
 	}
 	log.Info("restrictedmail started", "version", versionString(), "config", *path, "lists", len(cfg.Lists))
+	go logPostfixProblems(ctx, cfg, log)
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)

@@ -15,32 +15,18 @@ import (
 	"github.com/restrictedmail/restrictedmail/address"
 	"github.com/restrictedmail/restrictedmail/config"
 	"github.com/restrictedmail/restrictedmail/internal/generation"
-	"github.com/restrictedmail/restrictedmail/policy"
 	"github.com/restrictedmail/restrictedmail/store"
 	"github.com/restrictedmail/restrictedmail/token"
+	"github.com/restrictedmail/restrictedmail/tokenops"
 )
 
 func runToken(ctx context.Context, args []string, out, errOut io.Writer) int {
-	sub := ""
-	if len(args) > 0 {
-		sub, args = args[0], args[1:]
-	}
-	switch sub {
-	case "issue":
-		return runTokenIssue(ctx, args, out, errOut)
-	case "list":
-		return runTokenList(ctx, args, out, errOut)
-	case "revoke":
-		return runTokenRevoke(ctx, args, out, errOut)
-	case "help", "-h", "-help", "--help":
-		tokenUsage(out)
-		return exitOK
-	}
-	if sub != "" {
-		fmt.Fprintf(errOut, "restrictedmail token: unknown subcommand %q\n\n", sub)
-	}
-	tokenUsage(errOut)
-	return exitUsage
+	return subcommand("token", args, out, errOut, tokenUsage, map[string]func([]string) int{
+		"issue":  func(a []string) int { return runTokenIssue(ctx, a, out, errOut) },
+		"list":   func(a []string) int { return runTokenList(ctx, a, out, errOut) },
+		"revoke": func(a []string) int { return runTokenRevoke(ctx, a, out, errOut) },
+		"import": func(a []string) int { return runTokenImport(ctx, a, out, errOut) }, // tokenimport.go
+	})
 }
 
 func tokenUsage(w io.Writer) {
@@ -49,10 +35,14 @@ func tokenUsage(w io.Writer) {
                               [--uses 1] [--recipient ADDRESS]... [--hide-sender] [--out FILE]
   restrictedmail token list   --config FILE
   restrictedmail token revoke --config FILE ID
+  restrictedmail token import --config FILE --format lego [--list ADDRESS] [--ttl 0] FILE.csv
 
 issue prints the token alone on the first line of stdout; --out writes the
 token file (prefix + token + newline) that the sender attaches. The store
-keeps only a hash: the token cannot be shown again.
+keeps only a hash: the token cannot be shown again. issue also takes
+--owner and --external-ref, recorded for portals (the HTTP API).
+import stores the unspent tokens of a LEGO export (hashed), so that the
+token files LEGO handed out keep working.
 `)
 }
 
@@ -82,6 +72,8 @@ func runTokenIssue(ctx context.Context, args []string, out, errOut io.Writer) in
 	fs.Var(&rcpts, "recipient", "recipient `address`, repeatable; replaces the list's recipients")
 	hide := fs.Bool("hide-sender", false, "hide the sender's address from the recipients")
 	outFile := fs.String("out", "", "write the token file for the sender to attach to `file`")
+	owner := fs.String("owner", "", "record who the token is for (`text`, opaque; the API's owner)")
+	extRef := fs.String("external-ref", "", "record a reference of your own (`text`, opaque; the API's external_ref)")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return flagExit(err)
@@ -96,7 +88,8 @@ func runTokenIssue(ctx context.Context, args []string, out, errOut io.Writer) in
 		fmt.Fprintf(errOut, "restrictedmail token issue: "+format+"\n", args...)
 		return exitFailure
 	}
-	req := policy.IssueRequest{List: *list, Sender: *sender, Uses: *uses, Recipients: rcpts, HideSender: *hide}
+	req := tokenops.IssueRequest{List: *list, Sender: *sender, Uses: *uses, Recipients: rcpts, HideSender: *hide,
+		Owner: *owner, ExternalRef: *extRef}
 	if flagSet(fs, "uses") && *uses < 1 {
 		return fail("--uses must be at least 1, not %d", *uses)
 	}
@@ -109,30 +102,31 @@ func runTokenIssue(ctx context.Context, args []string, out, errOut io.Writer) in
 		req.TTL = &v
 	}
 	return withStore(ctx, *path, errOut, func(cfg *config.Config, db *store.DB) int {
-		tok, rec, err := policy.NewToken(generation.Rules(cfg), req, time.Now())
-		var ie *policy.IssueError
-		if errors.As(err, &ie) {
-			return fail("--%s %s", ie.Field, ie.Msg)
-		}
-		if err != nil {
-			return fail("%v", err)
-		}
-		// Issue atomically: the token file is written aside first, the
-		// token stored, then the file put in place. A failure leaves no
-		// token without a file and no file without a token.
+		ops := tokenops.New(db, generation.TokenSettingsOf(cfg))
+		// The token file is written aside first (an unwritable --out
+		// issues nothing), the token stored, then the file put in place.
+		// A failure leaves no token without a file and no file without a
+		// token.
 		var tmp string
 		if *outFile != "" {
-			if tmp, err = writeTemp(*outFile, token.FileContent(cfg.Tokens.Prefix, tok)); err != nil {
+			var err error
+			if tmp, err = writeTemp(*outFile, nil); err != nil {
 				return fail("writing the token file: %v", err)
 			}
 			defer os.Remove(tmp)
 		}
-		if err := db.AddToken(ctx, rec); err != nil {
-			return fail("%v", err)
+		iss, err := ops.Issue(ctx, req)
+		if msg := issueRefusal(cfg, req.List, err); msg != "" {
+			return fail("%s", msg)
 		}
+		tok, rec := iss.Token, iss.Record
 		if tmp != "" {
-			if err := os.Rename(tmp, *outFile); err != nil {
-				if rerr := db.RevokeToken(ctx, rec.ID); rerr != nil {
+			err := os.WriteFile(tmp, iss.File, 0o600)
+			if err == nil {
+				err = os.Rename(tmp, *outFile)
+			}
+			if err != nil {
+				if _, rerr := ops.Revoke(ctx, rec.ID); rerr != nil {
 					return fail("writing the token file: %v; revoking token %s failed too: %v", err, rec.ID, rerr)
 				}
 				return fail("writing the token file: %v (token %s revoked)", err, rec.ID)
@@ -185,6 +179,31 @@ func expiryText(t time.Time) string {
 	return "expires " + t.UTC().Format(time.RFC3339)
 }
 
+// issueRefusal words a refusal of tokenops for the command line ("" for
+// none), naming the flag at fault.
+func issueRefusal(cfg *config.Config, list string, err error) string {
+	var fe *tokenops.FieldError
+	switch {
+	case err == nil:
+		return ""
+	case errors.As(err, &fe):
+		flag := fe.Field
+		switch flag {
+		case "recipients":
+			flag = "recipient"
+		case "external_ref":
+			flag = "external-ref"
+		}
+		return fmt.Sprintf("--%s %s", flag, fe.Msg)
+	case errors.Is(err, tokenops.ErrUnknownList):
+		if _, perr := address.Parse(list); perr != nil {
+			return fmt.Sprintf("--list %q: %v", list, perr)
+		}
+		return fmt.Sprintf("--list %s is not a restricted address in %s", list, cfg.File)
+	}
+	return err.Error()
+}
+
 func runTokenList(ctx context.Context, args []string, out, errOut io.Writer) int {
 	fs := newFlags("token list", "token list --config FILE", errOut)
 	path := fs.String("config", defaultConfig, "configuration `file`")
@@ -196,7 +215,8 @@ func runTokenList(ctx context.Context, args []string, out, errOut io.Writer) int
 		return usageErr(fs, "unexpected argument %q", pos[0])
 	}
 	return withStore(ctx, *path, errOut, func(cfg *config.Config, db *store.DB) int {
-		recs, err := db.Tokens(ctx)
+		ops := tokenops.New(db, generation.TokenSettingsOf(cfg))
+		recs, err := ops.All(ctx)
 		if err != nil {
 			fmt.Fprintf(errOut, "restrictedmail token list: %v\n", err)
 			return exitFailure
@@ -215,23 +235,11 @@ func runTokenList(ctx context.Context, args []string, out, errOut io.Writer) int
 			if len(r.Recipients) > 0 {
 				rcpts = fmt.Sprint(len(r.Recipients))
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\n", r.ID, r.List, sender, expires, r.UsesLeft(), r.UsesAllowed, state(r, now), rcpts)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\n", r.ID, r.List, sender, expires, r.UsesLeft(), r.UsesAllowed, store.StateOf(r, now), rcpts)
 		}
 		tw.Flush()
 		return exitOK
 	})
-}
-
-func state(r token.Record, now time.Time) string {
-	switch {
-	case r.Revoked:
-		return "revoked"
-	case r.Expired(now):
-		return "expired"
-	case r.UsesLeft() == 0:
-		return "used"
-	}
-	return "active"
 }
 
 func runTokenRevoke(ctx context.Context, args []string, out, errOut io.Writer) int {
@@ -246,7 +254,7 @@ func runTokenRevoke(ctx context.Context, args []string, out, errOut io.Writer) i
 	}
 	id := strings.TrimSpace(pos[0])
 	return withStore(ctx, *path, errOut, func(cfg *config.Config, db *store.DB) int {
-		if err := db.RevokeToken(ctx, id); err != nil {
+		if _, err := tokenops.New(db, generation.TokenSettingsOf(cfg)).Revoke(ctx, id); err != nil {
 			if errors.Is(err, token.ErrNotFound) {
 				fmt.Fprintf(errOut, "restrictedmail token revoke: no token with id %q (see token list)\n", id)
 			} else {

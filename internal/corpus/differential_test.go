@@ -34,6 +34,9 @@ import (
 //     milter cannot know at RCPT.
 //   - the corpus's own rows whose milter and LMTP columns differ (MANIFEST):
 //     Postfix shows the milter and the endpoint different bytes there.
+//   - outsiders: only the milter sees the recipients outside the restricted
+//     addresses (Postfix hands the endpoint the restricted ones alone), so
+//     only the milter refuses a tokened message that would reach them.
 
 // judged is one adapter's answer: a policy reason name (or the reply when
 // it is none) and the SMTP code.
@@ -293,8 +296,13 @@ func (p *pipeline) judgeAll(t *testing.T, c differentialCase) {
 		}
 		return
 	}
+	outsiders := len(c.rcpts) > len(toLMTP)+len(m.refused)
 	switch {
 	case len(toLMTP) == 0:
+	case m.final.Reason == "outsiders":
+		if !outsiders {
+			t.Errorf("milter refused for outsiders; every recipient is restricted")
+		}
 	case m.final == pass:
 		for list, v := range byList {
 			if v != pass {

@@ -15,6 +15,7 @@ import (
 	"github.com/restrictedmail/restrictedmail/delivery"
 	"github.com/restrictedmail/restrictedmail/guard"
 	"github.com/restrictedmail/restrictedmail/policy"
+	"github.com/restrictedmail/restrictedmail/postfixcheck"
 	"github.com/restrictedmail/restrictedmail/relay"
 	"github.com/restrictedmail/restrictedmail/rewrite"
 	"github.com/restrictedmail/restrictedmail/token"
@@ -51,12 +52,14 @@ func Rules(cfg *config.Config) *policy.Rules {
 		l := &cfg.Lists[i]
 		lists = append(lists, &policy.List{
 			Addr: l.Addr, Bounce: l.Bounce, Name: l.Name, ListID: l.ListID,
-			HideSender: l.HideSender, Members: l.Members,
+			HideSender: l.HideSender, Members: l.Members, Aliases: l.AliasAddrs,
 		})
 	}
 	r := policy.NewRules(cfg.RecipientDelimiter, Finder(cfg), lists)
 	r.Issue = policy.IssueDefaults{TTL: cfg.Tokens.DefaultTTL.D(), Uses: cfg.Tokens.DefaultUses}
 	r.Source = cfg.File
+	r.Transport = cfg.LMTP.Route()
+	r.GuessTrusted = cfg.Tokens.GuessTrusted
 	return r
 }
 
@@ -91,6 +94,12 @@ func RelayOptions(cfg *config.Config) relay.Options {
 		HeloName: r.HeloName, MaxRecipients: r.MaxRecipients, Connections: r.Connections,
 		ConnectTimeout: r.ConnectTimeout.D(), CommandTimeout: r.CommandTimeout.D(),
 	}
+}
+
+// PostfixCheck maps what check-postfix compares with Postfix's
+// configuration.
+func PostfixCheck(cfg *config.Config) postfixcheck.Options {
+	return postfixcheck.Options{ConfigDir: cfg.Postfix.ConfigDirectory, Milter: cfg.Milter.Listen, Rules: Rules(cfg)}
 }
 
 // GuessLimits are the guard's limits from [tokens]. One guard serves the

@@ -19,9 +19,9 @@ var layers = []struct {
 }{
 	{"leaf parsers", []string{"address", "mailheader", "reply", "guard"}},
 	{"tokens", []string{"token"}},
-	{"core", []string{"policy", "rewrite", "relay", "store", "delivery", "dkimkey"}},
+	{"core", []string{"policy", "rewrite", "relay", "store", "delivery", "dkimkey", "tokenops", "apikey"}},
 	{"configuration", []string{"config"}},
-	{"adapters", []string{"milter", "lmtp", "metrics"}},
+	{"adapters", []string{"milter", "lmtp", "metrics", "api", "webhook", "postfixcheck"}},
 	{"wiring", []string{"internal/generation", "daemon", "internal/dryrun", "internal/demo", "cmd/restrictedmail"}},
 }
 
@@ -85,9 +85,9 @@ func TestLayering(t *testing.T) {
 	if got := deps["config"]; !slices.Equal(got, []string{"address"}) {
 		t.Errorf("config imports %v; it may import only the leaf parser it validates with (address)", got)
 	}
-	for _, a := range []string{"milter", "lmtp"} {
+	for _, a := range []string{"milter", "lmtp", "api"} {
 		for _, imp := range deps[a] {
-			if imp == "milter" || imp == "lmtp" {
+			if imp == "milter" || imp == "lmtp" || imp == "api" {
 				t.Errorf("adapter %s imports adapter %s", a, imp)
 			}
 		}

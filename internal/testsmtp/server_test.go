@@ -105,6 +105,11 @@ func TestRefuseResumeSamePort(t *testing.T) {
 	s := Start(t, Options{})
 	addr := s.Addr()
 	c := dial(t, s, nil)
+	// go-smtp's client reads the greeting lazily: without it the connection
+	// may still wait in the listen queue, which Refuse resets.
+	if err := c.Hello("client.example.net"); err != nil {
+		t.Fatal(err)
+	}
 	s.Refuse()
 	if _, err := net.Dial("tcp", addr); !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Fatalf("dial while refusing: %v, want ECONNREFUSED", err)
