@@ -200,7 +200,7 @@ func (e *Engine) attempt(ctx context.Context, set *Settings, m Message, g policy
 	}
 	o.Total = len(pending)
 	if len(pending) > 0 && !e.expired(set, d) {
-		if err := e.send(ctx, set, m, d, pending, g.List, tok); err != nil {
+		if err := e.send(ctx, set, m, d, pending, g, tok); err != nil {
 			return withFailure(o, err)
 		}
 	}
@@ -331,7 +331,7 @@ func (e *Engine) logOutcome(m Message, g policy.Group, o Outcome) {
 }
 
 // tokenOf finds the token a resumed delivery spent at its start, to scrub
-// it from the copy.
+// it from the copy: the group's subaddress token, else the message's.
 func tokenOf(rules *policy.Rules, m Message, g policy.Group) (string, error) {
 	if g.Token != "" {
 		return g.Token, nil

@@ -19,16 +19,15 @@ const SpoolPrefix = "rm-"
 
 // send rewrites the message into a spool file and fans it out to the
 // pending recipients, recording outcomes as the relay reports them. tok is
-// the token spent ("" for a resumed delivery: found again here).
-func (e *Engine) send(ctx context.Context, set *Settings, m Message, d store.Delivery, pending []string, l *policy.List, tok string) error {
+// the token spent ("" for a resumed delivery: found again here). The spool
+// directory exists: the endpoint spooled the message into it.
+func (e *Engine) send(ctx context.Context, set *Settings, m Message, d store.Delivery, pending []string, g policy.Group, tok string) error {
+	l := g.List
 	if tok == "" {
 		var err error
-		if tok, err = tokenOf(set.Rules, m, policy.Group{List: l}); err != nil {
+		if tok, err = tokenOf(set.Rules, m, g); err != nil {
 			return err
 		}
-	}
-	if err := os.MkdirAll(set.SpoolDir, 0o700); err != nil {
-		return fmt.Errorf("creating spool directory: %w", err)
 	}
 	out, err := os.CreateTemp(set.SpoolDir, SpoolPrefix+"copy-*")
 	if err != nil {

@@ -627,3 +627,35 @@ func withoutDKIM(msg []byte) []byte {
 	}
 	return msg[i+2:]
 }
+
+// TestResumedDeliveryScrubsTheSubaddressToken: a delivery whose token came
+// as a subaddress, and that Postfix hands over again for the recipients the
+// relay deferred, scrubs that token from the copy on the second hand-over
+// too (the sender also pasted it into the text).
+func TestResumedDeliveryScrubsTheSubaddressToken(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	tok := e.issue("board@example.org", nil)
+	var down atomic.Bool
+	down.Store(true)
+	e.relay.answer = func(r string) *relay.Error {
+		if r == "bob@example.com" && down.Load() {
+			return &relay.Error{Temporary: true, Code: 451, Stage: "rcpt", Message: "try later"}
+		}
+		return nil
+	}
+	msg := []byte("From: Alice <alice@example.net>\r\nTo: board@example.org\r\nSubject: hi\r\nMessage-ID: <resume-scrub@example.net>\r\n\r\nMy token is " + tok + ".\r\n")
+	rcpt := "board+" + tok + "@example.org"
+	if replies, _ := e.lmtpSend("alice@example.net", []string{rcpt}, msg); !strings.HasPrefix(replies[rcpt], "451") {
+		t.Fatalf("first hand-over: %q, want 451", replies[rcpt])
+	}
+	down.Store(false)
+	if replies, _ := e.lmtpSend("alice@example.net", []string{rcpt}, msg); replies[rcpt] != "250" {
+		t.Fatalf("second hand-over: %q, want 250", replies[rcpt])
+	}
+	for i, s := range e.relay.sends {
+		if strings.Contains(strings.ToLower(string(s.body)), strings.ToLower(tok)) {
+			t.Errorf("hand-over %d: the copy holds the token", i+1)
+		}
+	}
+}
