@@ -40,14 +40,22 @@ func IsLoop(values []string, list address.Address) bool {
 // lose the address that follows it.
 var wordDecoder = &mime.WordDecoder{CharsetReader: charset.Reader}
 
-// FromAddresses parses a From field's value (folded or not) for the sender
-// binding; garbage yields none (the envelope sender may still match).
-func FromAddresses(v string) []address.Address {
+// ParseFrom parses a From field's value (folded or not), display names
+// decoded: the one parser of the author, for the sender binding here and
+// for the copy's From and Reply-To (package rewrite). Garbage yields none.
+func ParseFrom(v string) []*mail.Address {
 	p := mail.AddressParser{WordDecoder: wordDecoder}
 	list, err := p.ParseList(unfold(v))
 	if err != nil {
 		return nil
 	}
+	return list
+}
+
+// FromAddresses parses a From field's value for the sender binding;
+// garbage yields none (the envelope sender may still match).
+func FromAddresses(v string) []address.Address {
+	list := ParseFrom(v)
 	out := make([]address.Address, 0, len(list))
 	for _, a := range list {
 		if pa, err := address.Parse(a.Address); err == nil {

@@ -19,12 +19,10 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"mime"
 	"net/mail"
 	"strings"
 	"time"
 
-	"github.com/emersion/go-message/charset"
 	"github.com/emersion/go-message/textproto"
 
 	"github.com/restrictedmail/restrictedmail/address"
@@ -127,7 +125,7 @@ func (c *Copy) body(out io.Writer, h *textproto.Header, br *bufio.Reader) (int, 
 // header returns the copy's header: the kept fields of h in their order
 // and bytes (scrubbed of tokens), under the fields the list adds.
 func (c *Copy) header(h *textproto.Header) textproto.Header {
-	from := parseFrom(h.Get("From"))
+	from := policy.ParseFrom(h.Get("From")) // an unreadable From: the copy is from the list alone
 	hadReplyTo := h.Has("Reply-To")
 	hadMessageID := h.Has("Message-Id")
 	hadDate := h.Has("Date")
@@ -243,18 +241,6 @@ func (c *Copy) scrubInner(m *matcher, raw []byte) []byte {
 		}
 	}
 	return scrubParams(m, scrubWords(m, raw))
-}
-
-// parseFrom reads the author's addresses, decoding RFC 2047 names in any
-// charset go-message knows. A From that cannot be parsed yields none: the
-// copy is then sent as from the list alone.
-func parseFrom(v string) []*mail.Address {
-	p := mail.AddressParser{WordDecoder: &mime.WordDecoder{CharsetReader: charset.Reader}}
-	list, err := p.ParseList(v)
-	if err != nil {
-		return nil
-	}
-	return list
 }
 
 func formatList(as []*mail.Address) string {
