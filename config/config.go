@@ -77,6 +77,10 @@ type LMTP struct {
 	ReadTimeout     Duration `toml:"read_timeout" reload:"restart"`
 	WriteTimeout    Duration `toml:"write_timeout" reload:"restart"`
 	GiveUpAfter     Duration `toml:"give_up_after"`
+	// Lease is how long a delivery being fanned out stays this process's
+	// when several hosts share the store: renewed every third of it while
+	// sending; another host takes the delivery over once it has expired.
+	Lease Duration `toml:"lease"`
 	SpoolDir        string   `toml:"spool_dir" reload:"restart"`
 	ShutdownTimeout Duration `toml:"shutdown_timeout"`
 	// Transport is the transport_maps value that routes the lists to this
@@ -199,6 +203,7 @@ func Default() *Config {
 			ReadTimeout:     Duration(5 * time.Minute),
 			WriteTimeout:    Duration(5 * time.Minute),
 			GiveUpAfter:     Duration(96 * time.Hour),
+			Lease:           Duration(2 * time.Minute),
 			ShutdownTimeout: Duration(30 * time.Second),
 		},
 		API: defaultAPI(),

@@ -16,6 +16,7 @@ var reloadable = []string{
 	"milter.allowed_networks", "milter.Networks", // read per connection
 	"lmtp.allowed_networks", "lmtp.Networks",
 	"lmtp.give_up_after",    // read per delivery
+	"lmtp.lease",            // read per delivery
 	"lmtp.transport",        // read per message (the milter's rules; derived from the kept listen when unset)
 	"lmtp.shutdown_timeout", // read at shutdown, from the configuration in force
 	"http.allowed_networks", "http.Networks",

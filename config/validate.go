@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/restrictedmail/restrictedmail/address"
 )
@@ -59,11 +60,17 @@ func (v *validator) validate() {
 	if c.LMTP.GiveUpAfter.D() <= 0 {
 		v.addf("lmtp.give_up_after", "must be longer than 0")
 	}
+	if c.LMTP.Lease.D() < minLease {
+		v.addf("lmtp.lease", "must be at least %s (the store counts in whole seconds and renews every third of it), not %s", minLease, c.LMTP.Lease.D())
+	}
 	v.relay()
 	v.tokens()
 	v.dkim()
 	v.lists()
 }
+
+// minLease keeps a lease's renewals (every third) a second apart or more.
+const minLease = 3 * time.Second
 
 func (v *validator) oneOf(key, val string, allowed ...string) {
 	for _, a := range allowed {

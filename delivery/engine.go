@@ -41,6 +41,11 @@ type Store interface {
 	RecordOutcomes(ctx context.Context, id string, outs []store.Outcome, now time.Time) error
 	FinishDelivery(ctx context.Context, id, detail string, now time.Time) (store.Counts, error)
 	DeliveryCounts(ctx context.Context, id string) (store.Counts, error)
+	// Several hosts on one store (lease.go).
+	DeliveryByMessage(ctx context.Context, list, tokenID, messageID string) (store.Delivery, error)
+	AcquireLease(ctx context.Context, id, owner string, now, until time.Time) (bool, error)
+	RenewLease(ctx context.Context, id, owner string, until time.Time) error
+	ReleaseLease(ctx context.Context, id, owner string) error
 }
 
 // Sender fans one message out; *relay.Client satisfies it.
@@ -58,6 +63,10 @@ type Settings struct {
 	Keys        map[string]*rewrite.Key // lower-cased domain → DKIM key
 	SpoolDir    string                  // where the copy is written while it is sent
 	GiveUpAfter time.Duration           // a delivery older than this settles with its pending recipients failed
+	// Lease is how long another host sharing the store waits for this one
+	// to finish a delivery it fans out before taking it over (renewed every
+	// third of it while sending). Zero: DefaultLease.
+	Lease time.Duration
 }
 
 // KeyFor returns the DKIM key for domain, or nil.
@@ -78,6 +87,9 @@ type Options struct {
 	// milter); nil: no limit. Postfix is the LMTP client, so the client
 	// address says nothing here.
 	Guard policy.Guard
+	// LeaseOwner names this process in the leases of the deliveries it
+	// fans out (lease.go); "": NewLeaseOwner().
+	LeaseOwner string
 }
 
 // Engine runs deliveries. It is safe for concurrent use.
@@ -86,6 +98,7 @@ type Engine struct {
 	log   *slog.Logger
 	obs   Observer
 	locks keyedMutex
+	owner string // of the leases
 }
 
 // New returns an engine.
@@ -99,7 +112,10 @@ func New(opts Options) *Engine {
 	if opts.Timeout == 0 {
 		opts.Timeout = 8 * time.Minute
 	}
-	e := &Engine{opts: opts, log: opts.Logger, obs: opts.Observer}
+	if opts.LeaseOwner == "" {
+		opts.LeaseOwner = NewLeaseOwner()
+	}
+	e := &Engine{opts: opts, log: opts.Logger, obs: opts.Observer, owner: opts.LeaseOwner}
 	if e.obs == nil {
 		e.obs = noObserver{}
 	}
@@ -143,6 +159,13 @@ type Outcome struct {
 	Reply    *reply.Reply
 	Err      error // the internal error behind a 4xx, for the log
 	Finished bool  // the delivery is complete in the journal
+	// DuplicateOf is the delivery of the same message (list, token,
+	// Message-ID) that arrived with other bytes (through another MX host):
+	// this attempt continued that one, or found it complete.
+	DuplicateOf string
+	// Busy is the process that holds the delivery's lease: it distributes
+	// the message now, so this attempt sent nothing and answered 451.
+	Busy string
 	GaveUp   int   // recipients given up on (give_up_after) by this attempt
 	Duration time.Duration
 }
@@ -175,6 +198,7 @@ func (e *Engine) attempt(ctx context.Context, set *Settings, m Message, g policy
 		tok     string   // the token spent, to scrub from the copy
 		verdict policy.Verdict
 		resumed bool
+		leased  bool // BeginDelivery gave the new delivery our lease
 	)
 	switch {
 	case err == nil:
@@ -184,27 +208,73 @@ func (e *Engine) attempt(ctx context.Context, set *Settings, m Message, g policy
 		if b.refusal != nil {
 			return *b.refusal
 		}
-		d, pending, tok, verdict = b.d, b.pending, b.token, b.verdict
+		d, pending, tok, verdict, leased = b.d, b.pending, b.token, b.verdict, b.pending != nil
+		resumed = b.pending == nil
 	default:
 		return failed(err)
 	}
 	o := Outcome{Verdict: verdict, TokenID: d.TokenID, Resumed: resumed}
+	if d.ID != id {
+		// The same message with other bytes: serialise with this
+		// process's own attempts at that delivery, then see where it
+		// stands now.
+		o.DuplicateOf = d.ID
+		unlock := e.locks.lock(d.ID)
+		defer unlock()
+		if d, err = e.opts.Store.Delivery(ctx, d.ID); err != nil {
+			return withFailure(o, err)
+		}
+	}
 	if !d.Completed.IsZero() {
 		o.Finished = true
-		return o // already done: Postfix did not get our 250 the last time
+		return o // already done: Postfix did not get our 250 the last time, or another host did it
 	}
+	lease := set.lease()
+	if !leased {
+		now := e.opts.Now()
+		ok, err := e.opts.Store.AcquireLease(ctx, d.ID, e.owner, now, now.Add(lease))
+		if err != nil {
+			return withFailure(o, err)
+		}
+		if !ok {
+			return e.busy(ctx, d.ID, o)
+		}
+	}
+	h := e.hold(ctx, lease, d.ID)
+	defer e.release(ctx, h, d.ID)
 	if pending == nil {
-		if pending, err = e.opts.Store.PendingRecipients(ctx, id); err != nil {
+		if pending, err = e.opts.Store.PendingRecipients(ctx, d.ID); err != nil {
 			return withFailure(o, err)
 		}
 	}
 	o.Total = len(pending)
 	if len(pending) > 0 && !e.expired(set, d) {
-		if err := e.send(ctx, set, m, d, pending, g, tok); err != nil {
+		err := e.send(ctx, h.ctx, set, m, d, pending, g, tok)
+		if lost := h.lost(); lost != nil {
+			// Recorded results are kept; the new owner sends the rest.
+			return withFailure(o, lost)
+		}
+		if err != nil {
 			return withFailure(o, err)
 		}
 	}
 	return e.settle(ctx, set, d, o)
+}
+
+// busy answers an attempt at delivery id whose lease another process
+// holds — unless the delivery completed meanwhile.
+func (e *Engine) busy(ctx context.Context, id string, o Outcome) Outcome {
+	d, err := e.opts.Store.Delivery(ctx, id)
+	if err != nil {
+		return withFailure(o, err)
+	}
+	if !d.Completed.IsZero() {
+		o.Finished = true
+		return o
+	}
+	r := reply.Distributing
+	o.Reply, o.Busy = &r, d.LeaseOwner
+	return o
 }
 
 func withFailure(o Outcome, err error) Outcome {
@@ -238,6 +308,9 @@ func (e *Engine) begin(ctx context.Context, set *Settings, m Message, g policy.G
 			"sender", m.From, "list", v.List)
 	}
 	if !v.OK() {
+		if b, ok := e.duplicate(ctx, g, facts, v); ok {
+			return b
+		}
 		return begun{refusal: refusal(v)}
 	}
 	rec := facts.Record
@@ -249,9 +322,11 @@ func (e *Engine) begin(ctx context.Context, set *Settings, m Message, g policy.G
 		o.Verdict, o.TokenID = v, rec.ID
 		return begun{refusal: &o}
 	}
+	now := e.opts.Now()
 	d, existing, err := e.opts.Store.BeginDelivery(ctx, store.Delivery{
 		ID: id, List: g.List.Addr.Key(), TokenID: rec.ID, Sender: m.From,
-		HideSender: g.List.HideSender || rec.HideSender, Created: e.opts.Now(),
+		HideSender: g.List.HideSender || rec.HideSender, Created: now,
+		MessageID: facts.MessageID, LeaseOwner: e.owner, LeaseUntil: now.Add(set.lease()),
 	}, rcpts)
 	if err != nil {
 		// The token may have been used up by a concurrent delivery since
@@ -265,6 +340,30 @@ func (e *Engine) begin(ctx context.Context, set *Settings, m Message, g policy.G
 		b.pending = rcpts
 	}
 	return b
+}
+
+// duplicate finds, for a message whose token no longer allows it (used
+// up, expired, revoked), the delivery of the same message that spent the
+// token: the message arriving again with other bytes, through another MX
+// host after the upstream lost that host's 250. It continues that
+// delivery instead of refusing what was accepted once.
+func (e *Engine) duplicate(ctx context.Context, g policy.Group, facts policy.Facts, v policy.Verdict) (begun, bool) {
+	switch {
+	case facts.Record == nil || facts.MessageID == "":
+		return begun{}, false
+	case v.Reason != policy.UsedUp && v.Reason != policy.Expired && v.Reason != policy.Revoked:
+		return begun{}, false
+	}
+	d, err := e.opts.Store.DeliveryByMessage(ctx, g.List.Addr.Key(), facts.Record.ID, facts.MessageID)
+	switch {
+	case errors.Is(err, store.ErrNoDelivery):
+		return begun{}, false
+	case err != nil:
+		o := failed(err)
+		o.TokenID = facts.Record.ID
+		return begun{refusal: &o}, true
+	}
+	return begun{d: d, token: facts.Token}, true
 }
 
 // refusal is the outcome of a verdict that is not a pass.
@@ -313,9 +412,15 @@ func (e *Engine) logOutcome(m Message, g policy.Group, o Outcome) {
 		"failed", o.Counts.Failed, "pending", o.Counts.Pending, "duration", o.Duration.Round(time.Millisecond),
 	}
 	switch {
+	case o.Reply == nil && o.DuplicateOf != "":
+		attrs = append(attrs, "result", "250", "duplicate_of", o.DuplicateOf, "complete", o.Finished)
+		e.log.Info("delivery of a duplicate", attrs...)
 	case o.Reply == nil:
 		attrs = append(attrs, "result", "250", "resumed", o.Resumed, "complete", o.Finished)
 		e.log.Info("delivery", attrs...)
+	case o.Busy != "":
+		attrs = append(attrs, "result", o.Reply.Code, "duplicate_of", o.DuplicateOf, "lease_owner", o.Busy)
+		e.log.Info("delivery deferred: another host distributes it", attrs...)
 	case o.Err != nil:
 		attrs = append(attrs, "result", o.Reply.Code, "err", o.Err)
 		e.log.Warn("delivery", attrs...)

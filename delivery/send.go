@@ -20,8 +20,10 @@ const SpoolPrefix = "rm-"
 // send rewrites the message into a spool file and fans it out to the
 // pending recipients, recording outcomes as the relay reports them. tok is
 // the token spent ("" for a resumed delivery: found again here). The spool
-// directory exists: the endpoint spooled the message into it.
-func (e *Engine) send(ctx context.Context, set *Settings, m Message, d store.Delivery, pending []string, g policy.Group, tok string) error {
+// directory exists: the endpoint spooled the message into it. The relay
+// sends in sendCtx (ended when the delivery's lease is lost); the journal
+// records in ctx, so that what the relay took is recorded all the same.
+func (e *Engine) send(ctx, sendCtx context.Context, set *Settings, m Message, d store.Delivery, pending []string, g policy.Group, tok string) error {
 	l := g.List
 	if tok == "" {
 		var err error
@@ -46,7 +48,7 @@ func (e *Engine) send(ctx context.Context, set *Settings, m Message, d store.Del
 		return io.MultiReader(strings.NewReader(res.Signature), io.NewSectionReader(out, 0, res.Size))
 	}
 	j := newJournal(ctx, e.opts.Store, d.ID, e.opts.Now, e.log)
-	set.Relay.Send(ctx, l.Bounce.String(), pending, body, e.observed(j.report))
+	set.Relay.Send(sendCtx, l.Bounce.String(), pending, body, e.observed(j.report))
 	return j.close()
 }
 

@@ -34,6 +34,10 @@ type Facts struct {
 	EnvelopeSender address.Address   // zero for the null sender (or an unparsable one)
 	HeaderFrom     []address.Address // addresses of the From field
 	Token          string            // "" when no carrier held one so far
+	// MessageID is the message's Message-ID as a key (MessageIDKey), ""
+	// without one: with the list and the token it recognises the same
+	// message arriving through another MX host with other bytes.
+	MessageID string
 
 	// Record is the token's record, nil when the token is unknown (or not
 	// looked up yet); Err is an internal failure on the way (the store, a

@@ -2,6 +2,8 @@ package policy
 
 import (
 	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"io"
 	"mime"
@@ -65,6 +67,33 @@ func FromAddresses(v string) []address.Address {
 	return out
 }
 
+// maxMessageIDKey bounds a Message-ID kept as a key: longer ones are kept
+// as their SHA-256, so that a unique index on them stays within
+// PostgreSQL's limit for an index entry (about 2,700 bytes).
+const maxMessageIDKey = 200
+
+// MessageIDKey turns a Message-ID field's value into the key that
+// recognises the message when it arrives again through another MX host:
+// the first <...> of the unfolded value (comments and spaces around it
+// dropped), or the trimmed value when it has none; "" when the field is
+// missing or empty. A long one becomes "sha256:" and its hash.
+func MessageIDKey(v string) string {
+	v = strings.TrimSpace(unfold(v))
+	if i := strings.IndexByte(v, '<'); i >= 0 {
+		if j := strings.IndexByte(v[i:], '>'); j > 0 {
+			v = v[i : i+j+1]
+		}
+	}
+	if v == "<>" {
+		return ""
+	}
+	if len(v) > maxMessageIDKey {
+		sum := sha256.Sum256([]byte(v))
+		return "sha256:" + hex.EncodeToString(sum[:])
+	}
+	return v
+}
+
 func unfold(s string) string {
 	if !strings.ContainsAny(s, "\r\n") {
 		return s
@@ -90,6 +119,7 @@ func ReadFacts(r io.Reader, rules *Rules, g Group) (Facts, error) {
 	}
 	f.Loop = IsLoop(h.Values(LoopHeader), g.List.Addr)
 	f.HeaderFrom = FromAddresses(h.Get("From"))
+	f.MessageID = MessageIDKey(h.Get("Message-ID"))
 	if f.Token == "" {
 		if f.Token = rules.Finder.InHeader(&h); f.Token == "" {
 			f.Token, err = rules.Finder.InBody(h.Get("Content-Type"), br)

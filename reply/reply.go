@@ -141,6 +141,12 @@ func Pending(n int) Reply {
 	return Reply{C451LocalError, tDelivery, fmt.Sprintf("The list's relay did not take every copy yet (%d recipients pending); will retry", n)}
 }
 
+// Distributing answers a hand-over of a message that another restrictedmail
+// host sharing the store is distributing now (it holds the delivery's
+// lease): Postfix hands it over again, and by then the other host has
+// finished it (250, nothing sent) or died (this host takes over).
+var Distributing = Reply{C451LocalError, tSystem, "This message is being distributed by another host; try again later"}
+
 // TooBig is the dry run's word for a message above the endpoint's limit
 // (go-smtp answers the same on the wire).
 func TooBig(limit int64) Reply {

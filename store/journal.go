@@ -46,6 +46,15 @@ type Delivery struct {
 	HideSender bool
 	Created    time.Time
 	Completed  time.Time // zero while recipients are pending
+	// MessageID is the received message's Message-ID ("" when it had
+	// none): with List and TokenID the message's second identity, which
+	// recognises it when it arrives again with other bytes (lease.go).
+	MessageID string
+	// LeaseOwner holds the delivery while it fans out, until LeaseUntil
+	// ("" and zero: nobody). BeginDelivery gives a new delivery the lease
+	// it is given.
+	LeaseOwner string
+	LeaseUntil time.Time
 }
 
 // State is where a recipient of a delivery stands.
@@ -71,24 +80,28 @@ type Counts struct{ Pending, Delivered, Failed int }
 // BeginDelivery spends d's token for d and records d with its recipients,
 // all pending, in one transaction: a crash leaves either both or neither.
 // When the journal already holds d.ID (Postfix handing the message over
-// again), it returns the recorded delivery and existing=true, and spends
-// nothing. Spending refusals are token.ErrUsedUp, ErrRevoked, ErrExpired,
-// ErrNotFound.
+// again), or a delivery of the same message by its Message-ID (d.List,
+// d.TokenID, d.MessageID: the message through another MX host), it returns
+// that delivery and existing=true, and spends nothing. The delivery row is
+// inserted first, so that of two processes beginning the same message at
+// once the one whose insert loses spends nothing either. Spending refusals
+// are token.ErrUsedUp, ErrRevoked, ErrExpired, ErrNotFound.
 func (s *DB) BeginDelivery(ctx context.Context, d Delivery, rcpts []string) (rec Delivery, existing bool, err error) {
 	err = s.inTx(ctx, func(tx *sql.Tx) error {
-		rec, err = deliveryTx(ctx, tx, d.ID)
-		if err == nil {
-			existing = true
-			return nil
+		res, err := tx.ExecContext(ctx, `INSERT INTO deliveries (id, list, token_id, sender, hide_sender, created, message_id, lease_owner, lease_until)
+			VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING`,
+			d.ID, d.List, d.TokenID, d.Sender, d.HideSender, d.Created.Unix(), d.MessageID, d.LeaseOwner, unix(d.LeaseUntil))
+		if err != nil {
+			return err
 		}
-		if !errors.Is(err, ErrNoDelivery) {
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			rec, err = sameMessageTx(ctx, tx, d)
+			existing = err == nil
 			return err
 		}
 		if _, err := spendTx(ctx, tx, d.TokenID, d.ID, d.Created); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO deliveries (id, list, token_id, sender, hide_sender, created) VALUES (?,?,?,?,?,?)`,
-			d.ID, d.List, d.TokenID, d.Sender, d.HideSender, d.Created.Unix()); err != nil {
 			return err
 		}
 		if err := insertRecipients(ctx, tx, d.ID, rcpts); err != nil {
@@ -100,6 +113,7 @@ func (s *DB) BeginDelivery(ctx context.Context, d Delivery, rcpts []string) (rec
 		}
 		rec = d
 		rec.Created = d.Created.UTC().Truncate(time.Second)
+		rec.LeaseUntil = fromUnix(unix(d.LeaseUntil))
 		return nil
 	})
 	if err != nil {
@@ -123,20 +137,7 @@ func (s *DB) Delivery(ctx context.Context, id string) (Delivery, error) {
 }
 
 func deliveryTx(ctx context.Context, tx *sql.Tx, id string) (Delivery, error) {
-	var (
-		d                  Delivery
-		created, completed int64
-	)
-	err := tx.QueryRowContext(ctx, `SELECT id, list, token_id, sender, hide_sender, created, completed FROM deliveries WHERE id = ?`, id).
-		Scan(&d.ID, &d.List, &d.TokenID, &d.Sender, &d.HideSender, &created, &completed)
-	if errors.Is(err, sql.ErrNoRows) {
-		return Delivery{}, ErrNoDelivery
-	}
-	if err != nil {
-		return Delivery{}, err
-	}
-	d.Created, d.Completed = fromUnix(created), fromUnix(completed)
-	return d, nil
+	return scanDelivery(tx.QueryRowContext(ctx, `SELECT `+deliveryColumns+` FROM deliveries WHERE id = ?`, id))
 }
 
 // PendingRecipients returns the recipients of id not yet delivered or failed.

@@ -149,6 +149,8 @@ var migrations = []string{
 	// idempotency keys, API keys, the webhook outbox (api.go, apikeys.go,
 	// webhooks.go).
 	apiMigration,
+	// 4: leases and the Message-ID key for several hosts (lease.go).
+	leaseMigration,
 }
 
 func (s *DB) migrate(ctx context.Context) error {

@@ -118,32 +118,46 @@ func spendTx(ctx context.Context, tx *sql.Tx, tokenID, deliveryID string, now ti
 	case !errors.Is(err, sql.ErrNoRows):
 		return false, err
 	}
-	var (
-		allowed, spent int
-		expires        int64
-		revoked        bool
-	)
-	err = tx.QueryRowContext(ctx, `SELECT uses_allowed, uses_spent, expires, revoked FROM tokens WHERE id = ?`, tokenID).
-		Scan(&allowed, &spent, &expires, &revoked)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return false, token.ErrNotFound
-	case err != nil:
+	// One conditional UPDATE spends: under PostgreSQL's READ COMMITTED two
+	// hosts spending the last use at once are serialised on the row, and
+	// the second sees uses_spent = uses_allowed (no read-then-write).
+	res, err := tx.ExecContext(ctx, `UPDATE tokens SET uses_spent = uses_spent + 1
+		WHERE id = ? AND revoked = 0 AND (expires = 0 OR expires > ?) AND uses_spent < uses_allowed`, tokenID, now.Unix())
+	if err != nil {
 		return false, err
-	case revoked:
-		return false, token.ErrRevoked
-	case expires != 0 && now.Unix() >= expires:
-		return false, token.ErrExpired
-	case spent >= allowed:
-		return false, token.ErrUsedUp
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE tokens SET uses_spent = uses_spent + 1 WHERE id = ?`, tokenID); err != nil {
+	if n, err := res.RowsAffected(); err != nil {
 		return false, err
+	} else if n == 0 {
+		return false, whyNotSpent(ctx, tx, tokenID, now)
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO spends (delivery_id, token_id, spent) VALUES (?,?,?)`, deliveryID, tokenID, now.Unix()); err != nil {
 		return false, err
 	}
 	return true, nil
+}
+
+// whyNotSpent says why the conditional spend of tokenID changed nothing.
+func whyNotSpent(ctx context.Context, tx *sql.Tx, tokenID string, now time.Time) error {
+	var (
+		allowed, spent int
+		expires        int64
+		revoked        bool
+	)
+	err := tx.QueryRowContext(ctx, `SELECT uses_allowed, uses_spent, expires, revoked FROM tokens WHERE id = ?`, tokenID).
+		Scan(&allowed, &spent, &expires, &revoked)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return token.ErrNotFound
+	case err != nil:
+		return err
+	case revoked:
+		return token.ErrRevoked
+	case expires != 0 && now.Unix() >= expires:
+		return token.ErrExpired
+	default:
+		return token.ErrUsedUp
+	}
 }
 
 // inTx runs fn in an IMMEDIATE transaction (the DSN sets _txlock), so that

@@ -73,7 +73,7 @@ func Finder(cfg *config.Config) token.Finder {
 func Settings(cfg *config.Config, rules *policy.Rules, sender delivery.Sender) *delivery.Settings {
 	return &delivery.Settings{
 		Rules: rules, Relay: sender, Hostname: cfg.Hostname, Keys: Keys(cfg),
-		SpoolDir: cfg.SpoolDir(), GiveUpAfter: cfg.LMTP.GiveUpAfter.D(),
+		SpoolDir: cfg.SpoolDir(), GiveUpAfter: cfg.LMTP.GiveUpAfter.D(), Lease: cfg.LMTP.Lease.D(),
 	}
 }
 
