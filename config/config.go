@@ -80,7 +80,7 @@ type LMTP struct {
 	// Lease is how long a delivery being fanned out stays this process's
 	// when several hosts share the store: renewed every third of it while
 	// sending; another host takes the delivery over once it has expired.
-	Lease Duration `toml:"lease"`
+	Lease           Duration `toml:"lease"`
 	SpoolDir        string   `toml:"spool_dir" reload:"restart"`
 	ShutdownTimeout Duration `toml:"shutdown_timeout"`
 	// Transport is the transport_maps value that routes the lists to this

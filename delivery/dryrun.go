@@ -151,4 +151,4 @@ func (j *memJournal) AcquireLease(context.Context, string, string, time.Time, ti
 }
 
 func (j *memJournal) RenewLease(context.Context, string, string, time.Time) error { return nil }
-func (j *memJournal) ReleaseLease(context.Context, string, string) error         { return nil }
+func (j *memJournal) ReleaseLease(context.Context, string, string) error          { return nil }

@@ -165,8 +165,8 @@ type Outcome struct {
 	DuplicateOf string
 	// Busy is the process that holds the delivery's lease: it distributes
 	// the message now, so this attempt sent nothing and answered 451.
-	Busy string
-	GaveUp   int   // recipients given up on (give_up_after) by this attempt
+	Busy     string
+	GaveUp   int // recipients given up on (give_up_after) by this attempt
 	Duration time.Duration
 }
 
