@@ -209,7 +209,12 @@ func (e *env) lmtpSend(from string, rcpts []string, msg []byte) (map[string]stri
 // lmtpTry is lmtpSend for goroutines other than the test's, which must not
 // call t.Fatal: it returns the failure instead.
 func (e *env) lmtpTry(from string, rcpts []string, msg []byte) (map[string]string, map[string]error, error) {
-	conn, err := net.Dial("tcp", e.addr)
+	return lmtpTryAt(e.addr, from, rcpts, msg)
+}
+
+// lmtpTryAt is lmtpTry to the endpoint at addr.
+func lmtpTryAt(addr, from string, rcpts []string, msg []byte) (map[string]string, map[string]error, error) {
+	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		return nil, nil, err
 	}

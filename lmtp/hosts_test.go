@@ -1,0 +1,211 @@
+package lmtp
+
+import (
+	"context"
+	"crypto/sha256"
+	"io"
+	"log/slog"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/restrictedmail/restrictedmail/address"
+	"github.com/restrictedmail/restrictedmail/delivery"
+	"github.com/restrictedmail/restrictedmail/relay"
+	"github.com/restrictedmail/restrictedmail/store"
+	"github.com/restrictedmail/restrictedmail/token"
+)
+
+// Two restrictedmail hosts on one store: each host is an endpoint with its
+// own store handle on e's database file (its own connections; SQLite's
+// file locks between them, as between two processes) and its own engine,
+// so its own lease owner. Their relays may differ; copies are counted at
+// e.relay.
+
+// host starts another endpoint on e's store file, sending through rl.
+func (e *env) host(rl delivery.Sender) string {
+	e.t.Helper()
+	db, err := store.Open(context.Background(), e.cfg.Load().Store.Path)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { db.Close() })
+	opts := e.options(slog.New(slog.NewTextHandler(testWriter{e.t}, nil)))
+	opts.Store = db
+	opts.Settings = func() *delivery.Settings {
+		s := e.settings()
+		s.Relay = rl
+		return s
+	}
+	return e.serve(New(opts))
+}
+
+// to sends msg from alice to board@example.org at the endpoint at addr and
+// returns the reply.
+func (e *env) to(addr string, msg []byte) string {
+	e.t.Helper()
+	replies, _, err := lmtpTryAt(addr, "alice@example.net", []string{"board@example.org"}, msg)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return replies["board@example.org"]
+}
+
+// gateRelay holds every fan-out until released, then hands it on.
+type gateRelay struct {
+	next    delivery.Sender
+	entered chan struct{} // one value per Send that began
+	release chan struct{}
+}
+
+func newGate(next delivery.Sender) *gateRelay {
+	return &gateRelay{next: next, entered: make(chan struct{}, 16), release: make(chan struct{})}
+}
+
+func (g *gateRelay) Send(ctx context.Context, from string, rcpts []string, body func() io.Reader, report func([]relay.Result)) {
+	g.entered <- struct{}{}
+	select {
+	case <-g.release:
+	case <-ctx.Done():
+	}
+	g.next.Send(ctx, from, rcpts, body, report)
+}
+
+// throughOtherMX is msg as the other MX host hands it over: its Postfix
+// added its own Received field, so the bytes (and the delivery id by
+// bytes) differ; the Message-ID does not.
+func throughOtherMX(msg []byte) []byte {
+	return append([]byte("Received: from mx2.example.org (mx2.example.org [192.0.2.2])\r\n\tby mx2.example.org (Postfix) with ESMTPS id 4ZxQ1\r\n"), msg...)
+}
+
+func (e *env) copiesEach(want int) {
+	e.t.Helper()
+	got := e.relay.delivered()
+	for _, m := range members {
+		if got[m] != want {
+			e.t.Errorf("%s got %d copies, want %d", m, got[m], want)
+		}
+	}
+}
+
+const distributing = "451 4.3.0 This message is being distributed by another host; try again later"
+
+// TestTwoHostsOneDistribution: while host A fans a message out, host B
+// handed the same message — the same bytes, or the bytes of another MX
+// with the same Message-ID — answers 451 and sends nothing; once A is done
+// B answers 250 without sending. Every member gets one copy and the
+// three-use token is spent once.
+func TestTwoHostsOneDistribution(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	gate := newGate(e.relay)
+	a, b := e.host(gate), e.host(e.relay)
+	tok := e.issue("board@example.org", func(r *token.Record) { r.UsesAllowed = 3 })
+	msg := message(tok, "")
+	first := make(chan string, 1)
+	go func() {
+		replies, _, err := lmtpTryAt(a, "alice@example.net", []string{"board@example.org"}, msg)
+		if err != nil {
+			first <- err.Error()
+			return
+		}
+		first <- replies["board@example.org"]
+	}()
+	select {
+	case <-gate.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("host A never began its fan-out")
+	}
+	if r := e.to(b, msg); r != distributing {
+		t.Errorf("host B, the same message while A sends: %q, want %q", r, distributing)
+	}
+	if r := e.to(b, throughOtherMX(msg)); r != distributing {
+		t.Errorf("host B, the message through the other MX while A sends: %q, want %q", r, distributing)
+	}
+	close(gate.release)
+	if r := <-first; r != "250" {
+		t.Fatalf("host A: %q, want 250", r)
+	}
+	for _, m := range [][]byte{msg, throughOtherMX(msg)} {
+		if r := e.to(b, m); r != "250" {
+			t.Errorf("host B after A finished: %q, want 250", r)
+		}
+	}
+	e.copiesEach(1)
+	if n := e.spent(tok); n != 1 {
+		t.Errorf("the token was spent %d times, want 1", n)
+	}
+}
+
+// TestTakeOverFromADeadHost: a delivery left with pending recipients and
+// the live lease of a host that died is not touched (451) until the lease
+// expires; then the other host, handed the message through the other MX,
+// takes over and sends to the pending recipients only.
+func TestTakeOverFromADeadHost(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	b := e.host(e.relay)
+	tok := e.issue("board@example.org", nil) // single use: B's copy is a duplicate by its Message-ID
+	msg := message(tok, "")
+	pending := map[string]bool{members[2]: true, members[3]: true, members[4]: true}
+	e.relay.answer = func(rcpt string) *relay.Error {
+		if pending[rcpt] {
+			return &relay.Error{Temporary: true, Code: 451, Message: "try later"}
+		}
+		return nil
+	}
+	if r := e.to(e.addr, msg); !strings.HasPrefix(r, "451 4.4.1") {
+		t.Fatalf("host A with three recipients failing: %q, want 451 4.4.1", r)
+	}
+	e.relay.answer = nil
+	// Host A takes the delivery up again and dies in the middle: its
+	// lease stays behind.
+	list, _ := address.Parse("board@example.org")
+	id := delivery.ID(list, "alice@example.net", sha256.Sum256(msg))
+	now := *e.now.Load()
+	lease := e.settings().Lease
+	if ok, err := e.db.AcquireLease(context.Background(), id, "dead-host/4711/00", now, now.Add(lease)); err != nil || !ok {
+		t.Fatalf("AcquireLease for the dying host: %v, %v", ok, err)
+	}
+	if r := e.to(b, throughOtherMX(msg)); r != distributing {
+		t.Errorf("host B while the dead host's lease is live: %q, want %q", r, distributing)
+	}
+	e.advance(lease + 2*time.Second)
+	if r := e.to(b, throughOtherMX(msg)); r != "250" {
+		t.Fatalf("host B after the lease expired: %q, want 250", r)
+	}
+	e.copiesEach(1)
+	if n := e.spent(tok); n != 1 {
+		t.Errorf("the token was spent %d times, want 1", n)
+	}
+	d, err := e.db.Delivery(context.Background(), id)
+	if err != nil || d.Completed.IsZero() || d.LeaseOwner != "" {
+		t.Errorf("the delivery after the take-over: completed %v, lease owner %q, %v", d.Completed, d.LeaseOwner, err)
+	}
+}
+
+// TestNoMessageIDIsKnownByItsBytes documents the limit of the
+// de-duplication: a message without a Message-ID arriving through two MX
+// hosts is two messages; with a three-use token both are distributed.
+func TestNoMessageIDIsKnownByItsBytes(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	b := e.host(e.relay)
+	tok := e.issue("board@example.org", func(r *token.Record) { r.UsesAllowed = 3 })
+	msg := regexp.MustCompile(`Message-ID: [^\r]*\r\n`).ReplaceAll(message(tok, ""), nil)
+	if r := e.to(e.addr, msg); r != "250" {
+		t.Fatalf("host A: %q", r)
+	}
+	if r := e.to(b, msg); r != "250" { // the same bytes: the same delivery
+		t.Fatalf("host B, same bytes: %q", r)
+	}
+	e.copiesEach(1)
+	if r := e.to(b, throughOtherMX(msg)); r != "250" {
+		t.Fatalf("host B, other bytes: %q", r)
+	}
+	e.copiesEach(2)
+	if n := e.spent(tok); n != 2 {
+		t.Errorf("the token was spent %d times, want 2", n)
+	}
+}
