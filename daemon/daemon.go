@@ -90,7 +90,7 @@ func (d *Daemon) listen(cfg *config.Config) error {
 		}
 		d.milterAddr = ln.Addr()
 		d.milter = milter.New(milter.Options{
-			Rules: d.rules, Tokens: d.db, Logger: d.log.With("component", "milter"), Observer: d.metrics, Guard: d.guard,
+			Rules: d.rules, Tokens: d.db, Journal: d.db, Logger: d.log.With("component", "milter"), Observer: d.metrics, Guard: d.guard,
 			ReadTimeout: cfg.Milter.ReadTimeout.D(), WriteTimeout: cfg.Milter.WriteTimeout.D(),
 		})
 		nets := func() []config.NetworkSpec { return d.Config().Milter.Networks }

@@ -42,7 +42,7 @@ type Store interface {
 	FinishDelivery(ctx context.Context, id, detail string, now time.Time) (store.Counts, error)
 	DeliveryCounts(ctx context.Context, id string) (store.Counts, error)
 	// Several hosts on one store (lease.go).
-	DeliveryByMessage(ctx context.Context, list, tokenID, messageID string) (store.Delivery, error)
+	policy.Journal
 	AcquireLease(ctx context.Context, id, owner string, now, until time.Time) (bool, error)
 	RenewLease(ctx context.Context, id, owner string, until time.Time) error
 	ReleaseLease(ctx context.Context, id, owner string) error
@@ -302,15 +302,12 @@ func (e *Engine) begin(ctx context.Context, set *Settings, m Message, g policy.G
 		return begun{refusal: &o}
 	}
 	facts.EnvelopeSender, facts.Now = m.Sender, e.opts.Now()
-	facts, v := policy.Checker{Tokens: e.opts.Store, Guard: e.opts.Guard}.Check(ctx, facts, guard.SenderKey(m.From))
+	facts, v := policy.Checker{Tokens: e.opts.Store, Guard: e.opts.Guard, Journal: e.opts.Store}.Check(ctx, facts, guard.SenderKey(m.From))
 	if v.Tripped {
 		e.log.Warn("too many unknown posting tokens: further deliveries from this sender get 450 4.7.1 for a while",
 			"sender", m.From, "list", v.List)
 	}
 	if !v.OK() {
-		if b, ok := e.duplicate(ctx, g, facts, v); ok {
-			return b
-		}
 		return begun{refusal: refusal(v)}
 	}
 	rec := facts.Record
@@ -340,30 +337,6 @@ func (e *Engine) begin(ctx context.Context, set *Settings, m Message, g policy.G
 		b.pending = rcpts
 	}
 	return b
-}
-
-// duplicate finds, for a message whose token no longer allows it (used
-// up, expired, revoked), the delivery of the same message that spent the
-// token: the message arriving again with other bytes, through another MX
-// host after the upstream lost that host's 250. It continues that
-// delivery instead of refusing what was accepted once.
-func (e *Engine) duplicate(ctx context.Context, g policy.Group, facts policy.Facts, v policy.Verdict) (begun, bool) {
-	switch {
-	case facts.Record == nil || facts.MessageID == "":
-		return begun{}, false
-	case v.Reason != policy.UsedUp && v.Reason != policy.Expired && v.Reason != policy.Revoked:
-		return begun{}, false
-	}
-	d, err := e.opts.Store.DeliveryByMessage(ctx, g.List.Addr.Key(), facts.Record.ID, facts.MessageID)
-	switch {
-	case errors.Is(err, store.ErrNoDelivery):
-		return begun{}, false
-	case err != nil:
-		o := failed(err)
-		o.TokenID = facts.Record.ID
-		return begun{refusal: &o}, true
-	}
-	return begun{d: d, token: facts.Token}, true
 }
 
 // refusal is the outcome of a verdict that is not a pass.

@@ -60,6 +60,7 @@ func (c *session) endOfHeaders() *gomilter.Response {
 	for i := range msg.lists {
 		st := &msg.lists[i]
 		st.facts.HeaderRead, st.facts.BodyRead, st.facts.HeaderFrom = true, bodyRead, from
+		st.facts.MessageID = msg.messageID
 		st.facts.Outsiders = msg.outsiders > 0
 		if st.facts.Token == "" && msg.headerToken != "" {
 			st.facts.Token, st.carrier = msg.headerToken, token.CarrierHeader

@@ -50,6 +50,8 @@ type message struct {
 	haveFrom    bool
 	contentType string
 	haveCT      bool
+	messageID   string // the first Message-ID field's, as policy.MessageIDKey gives it
+	haveMID     bool
 	headerToken string
 	eohDone     bool
 	body        *bodyScan
@@ -109,7 +111,8 @@ func (m *message) find(l *policy.List) *listState {
 }
 
 // header takes what the decision needs from one header field: the first
-// From and Content-Type fields, the loop marker, the first token header.
+// From, Content-Type and Message-ID fields, the loop marker, the first
+// token header.
 func (m *message) header(name, value string) {
 	// The go-milter client, unlike Postfix, keeps the space after the colon.
 	value = strings.TrimLeft(value, " \t")
@@ -117,6 +120,10 @@ func (m *message) header(name, value string) {
 	case strings.EqualFold(name, "From"):
 		if !m.haveFrom {
 			m.haveFrom, m.fromHeader = true, truncate(value)
+		}
+	case strings.EqualFold(name, "Message-ID"):
+		if !m.haveMID {
+			m.haveMID, m.messageID = true, policy.MessageIDKey(value)
 		}
 	case strings.EqualFold(name, "Content-Type"):
 		if !m.haveCT {

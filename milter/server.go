@@ -22,6 +22,9 @@ type Options struct {
 	// effect for the next message without cutting connections.
 	Rules  func() *policy.Rules
 	Tokens policy.Tokens // the store (*store.DB satisfies it)
+	// Journal recognises a message that arrives again through another MX
+	// host after its token was spent for it (the store); nil: none is.
+	Journal policy.Journal
 	Logger *slog.Logger
 	Now    func() time.Time // nil: time.Now
 	// Guard slows down token guessing (shared with the LMTP endpoint);
@@ -106,7 +109,7 @@ func New(opts Options) *Server {
 	}
 	s.waitTimeout = readTimeout
 	s.storeTimeout = min(s.waitTimeout, storeTimeoutMax)
-	s.checker = policy.Checker{Tokens: opts.Tokens, Guard: opts.Guard}
+	s.checker = policy.Checker{Tokens: opts.Tokens, Guard: opts.Guard, Journal: opts.Journal}
 	s.tempFail = s.reply(policy.Verdict{Reason: policy.TempFail})
 
 	// Postfix gives the queue id from the first accepted RCPT on (from MAIL

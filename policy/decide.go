@@ -38,6 +38,12 @@ type Facts struct {
 	// without one: with the list and the token it recognises the same
 	// message arriving through another MX host with other bytes.
 	MessageID string
+	// Duplicate: the journal holds a delivery of this message (list,
+	// token, MessageID) that spent the token — the message arriving again
+	// through another MX host after the upstream lost that host's 250. It
+	// was accepted once and is distributed once, so the token's uses,
+	// expiry and revocation since do not refuse it again.
+	Duplicate bool
 
 	// Record is the token's record, nil when the token is unknown (or not
 	// looked up yet); Err is an internal failure on the way (the store, a
@@ -72,11 +78,11 @@ func Decide(f Facts) Verdict {
 		v.Reason = Unknown
 	case f.Record.List != f.List.Addr.Key():
 		v.Reason = WrongList
-	case f.Record.Revoked:
+	case f.Record.Revoked && !f.Duplicate:
 		v.Reason = Revoked
-	case f.Record.Expired(f.Now):
+	case f.Record.Expired(f.Now) && !f.Duplicate:
 		v.Reason = Expired
-	case f.Record.UsesLeft() == 0:
+	case f.Record.UsesLeft() == 0 && !f.Duplicate:
 		v.Reason = UsedUp
 	case !senderMatches(f.Record.Sender, f) && !f.HeaderRead:
 		// The From field may still match the binding.
@@ -121,11 +127,20 @@ type Guard interface {
 	Fail(now time.Time, keys ...string) (blockedNow bool)
 }
 
-// Checker adds what Decide cannot know by itself: the token's record and
-// whether the guard blocks the message's client or sender.
+// Journal is what Check needs to recognise a duplicate: whether a
+// delivery of the message with messageID spent tokenID for list (list in
+// address.Key form).
+type Journal interface {
+	MessageSpent(ctx context.Context, list, tokenID, messageID string) (bool, error)
+}
+
+// Checker adds what Decide cannot know by itself: the token's record,
+// whether the guard blocks the message's client or sender, and whether
+// the message is a duplicate of one the token was spent for.
 type Checker struct {
-	Tokens Tokens // nil: every lookup is a TempFail
-	Guard  Guard  // nil: no limit
+	Tokens  Tokens  // nil: every lookup is a TempFail
+	Guard   Guard   // nil: no limit
+	Journal Journal // nil: no duplicate is recognised
 }
 
 var errNoStore = errors.New("no token store configured")
@@ -154,6 +169,16 @@ func (c Checker) Check(ctx context.Context, f Facts, guardKeys ...string) (Facts
 			}
 		}
 	}
+	// Asked once the header is read (a subaddress token's record is known
+	// at RCPT already, its Message-ID not yet: the milter refuses a used
+	// one there, as before).
+	if f.Record != nil && f.MessageID != "" && !f.Duplicate && f.Err == nil && c.Journal != nil && !usable(f) {
+		spent, err := c.Journal.MessageSpent(ctx, f.List.Addr.Key(), f.Record.ID, f.MessageID)
+		if err != nil {
+			f.Err = err
+		}
+		f.Duplicate = spent
+	}
 	guarded := c.Guard != nil && len(guardKeys) > 0
 	if looked && f.Record == nil && f.Err == nil && guarded {
 		f.Throttled = c.Guard.Blocked(f.Now, guardKeys...)
@@ -163,6 +188,12 @@ func (c Checker) Check(ctx context.Context, f Facts, guardKeys ...string) (Facts
 		v.Tripped = c.Guard.Fail(f.Now, guardKeys...)
 	}
 	return f, v
+}
+
+// usable reports whether f's token still allows a message: only a token
+// that does not is worth asking the journal about.
+func usable(f Facts) bool {
+	return !f.Record.Revoked && !f.Record.Expired(f.Now) && f.Record.UsesLeft() > 0
 }
 
 // FromSpendError turns a store's refusal to spend into a verdict for list;

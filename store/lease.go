@@ -109,6 +109,20 @@ func (s *DB) DeliveryByMessage(ctx context.Context, list, tokenID, messageID str
 	return d, err
 }
 
+// MessageSpent reports whether a delivery of the message with messageID
+// spent tokenID for list (policy.Journal): the message arriving again
+// through another MX host is that delivery, not a new use of the token.
+func (s *DB) MessageSpent(ctx context.Context, list, tokenID, messageID string) (bool, error) {
+	_, err := s.DeliveryByMessage(ctx, list, tokenID, messageID)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, ErrNoDelivery):
+		return false, nil
+	}
+	return false, err
+}
+
 // sameMessageTx finds the delivery that an insert of d conflicted with:
 // the one with d's id, else the one with d's message key.
 func sameMessageTx(ctx context.Context, tx *sql.Tx, d Delivery) (Delivery, error) {
