@@ -25,8 +25,8 @@ type Options struct {
 	// Journal recognises a message that arrives again through another MX
 	// host after its token was spent for it (the store); nil: none is.
 	Journal policy.Journal
-	Logger *slog.Logger
-	Now    func() time.Time // nil: time.Now
+	Logger  *slog.Logger
+	Now     func() time.Time // nil: time.Now
 	// Guard slows down token guessing (shared with the LMTP endpoint);
 	// nil: no limit.
 	Guard policy.Guard
