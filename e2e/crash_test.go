@@ -34,7 +34,10 @@ func (a *audit) kill9() {
 // restarted on the same configuration and store, and Postfix hands the
 // message over again.
 func killMidFanOut(t *testing.T, scenario string, accept bool) figures {
-	w := newWorld(t, worldOpts{milter: true, membersFile: 60, maxRecipients: 10, connections: 1})
+	// The killed daemon's lease of the delivery outlives it: the restarted
+	// one (another lease owner) answers 451 until it expires.
+	w := newWorld(t, worldOpts{milter: true, membersFile: 60, maxRecipients: 10, connections: 1,
+		set: map[string]string{"lmtp.lease": `"3s"`}})
 	a := newAudit(t, w, scenario)
 	tok := a.issue(1)[0]
 	var n atomic.Int32

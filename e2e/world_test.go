@@ -62,6 +62,9 @@ type worldOpts struct {
 	reinject      bool // the relay is Postfix's reinjection smtpd, not the capture server
 	unix          bool // milter and LMTP on unix sockets instead of loopback ports
 
+	// store is the [store] table's keys (TOML lines), for several hosts
+	// on one store (hosts_test.go); "": path = the world's own state.db.
+	store string
 	// extra is TOML appended to the configuration (e.g. an [http] table).
 	extra string
 	// set are keys of the tables the world writes itself, as
@@ -168,7 +171,11 @@ func (w *world) writeConfig(milterAt, lmtpAt, relayAddr string) string {
 	t := w.t
 	o := w.opts
 	var b strings.Builder
-	fmt.Fprintf(&b, "hostname = \"mx.example.org\"\n[log]\nlevel = \"debug\"\n[store]\npath = %q\n", w.db)
+	storeKeys := fmt.Sprintf("path = %q", w.db)
+	if o.store != "" {
+		storeKeys = o.store
+	}
+	fmt.Fprintf(&b, "hostname = \"mx.example.org\"\n[log]\nlevel = \"debug\"\n[store]\n%s\n", storeKeys)
 	// Postfix's smtpd and lmtp clients run as postfix: they reach unix
 	// sockets through the socket's group.
 	fmt.Fprintf(&b, "[milter]\nlisten = %q\nsocket_group = \"postfix\"\n[lmtp]\nlisten = %q\nsocket_group = \"postfix\"\nshutdown_timeout = \"20s\"\n", milterAt, lmtpAt)
