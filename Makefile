@@ -53,7 +53,7 @@ fuzz:
 # README "Reliability": the fault scenarios, the hostile corpus and the leak
 # checks, verbosely, then the fuzz targets; prints the table of their figures.
 reliability:
-	@$(GO) test -race -count=1 -timeout 20m -v -run '^(TestFault|TestCorpus|TestSpellings|TestOutsiders|TestGuardIsNoLever|TestLeak)' ./e2e ./internal/corpus >reliability.log 2>&1; \
+	@$(GO) test -race -count=1 -timeout 20m -v -run '^(TestFault|TestTwoHosts|TestCorpus|TestSpellings|TestOutsiders|TestGuardIsNoLever|TestLeak)' ./e2e ./internal/corpus >reliability.log 2>&1; \
 	status=$$?; grep -E '^(--- FAIL|FAIL|ok)' reliability.log; [ $$status -eq 0 ] || exit $$status
 	@$(MAKE) -s fuzz >>reliability.log 2>&1 || { tail -20 reliability.log; exit 1; }
 	@awk -f .ci/reliability.awk reliability.log
