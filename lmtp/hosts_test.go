@@ -67,9 +67,14 @@ func (g *gateRelay) Send(ctx context.Context, from string, rcpts []string, body 
 	g.entered <- struct{}{}
 	select {
 	case <-g.release:
+		g.next.Send(ctx, from, rcpts, body, report)
 	case <-ctx.Done():
+		rs := make([]relay.Result, len(rcpts))
+		for i, r := range rcpts {
+			rs[i] = relay.Result{Rcpt: r, Err: &relay.Error{Temporary: true, Stage: "connect", Message: "cancelled"}}
+		}
+		report(rs)
 	}
-	g.next.Send(ctx, from, rcpts, body, report)
 }
 
 // throughOtherMX is msg as the other MX host hands it over: its Postfix
@@ -207,5 +212,94 @@ func TestNoMessageIDIsKnownByItsBytes(t *testing.T) {
 	e.copiesEach(2)
 	if n := e.spent(tok); n != 2 {
 		t.Errorf("the token was spent %d times, want 2", n)
+	}
+}
+
+// leaseOf reads the lease of the delivery of msg.
+func (e *env) leaseOf(msg []byte) store.Delivery {
+	e.t.Helper()
+	list, _ := address.Parse("board@example.org")
+	d, err := e.db.Delivery(context.Background(), delivery.ID(list, "alice@example.net", sha256.Sum256(msg)))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return d
+}
+
+// shortLease makes e's lease 3 s (the least allowed): renewed every second.
+func (e *env) shortLease() time.Duration {
+	cfg := *e.cfg.Load()
+	cfg.LMTP.Lease = 3e9
+	e.cfg.Store(&cfg)
+	return 3 * time.Second
+}
+
+// TestLeaseRenewedWhileSending: a fan-out that lasts beyond the lease keeps
+// renewing it, so that the other host still answers 451 and does not take
+// a live delivery over.
+func TestLeaseRenewedWhileSending(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	lease := e.shortLease()
+	gate := newGate(e.relay)
+	a, b := e.host(gate), e.host(e.relay)
+	tok := e.issue("board@example.org", nil)
+	msg := message(tok, "")
+	first := make(chan string, 1)
+	go func() {
+		replies, _, _ := lmtpTryAt(a, "alice@example.net", []string{"board@example.org"}, msg)
+		first <- replies["board@example.org"]
+	}()
+	<-gate.entered
+	// The clock moves past the lease taken at the start; A's next renewal
+	// extends it from the new time.
+	e.advance(10 * lease)
+	waitFor(t, func() bool { return !e.leaseOf(msg).LeaseUntil.Before(e.now.Load().Add(lease).Truncate(time.Second)) })
+	if r := e.to(b, throughOtherMX(msg)); r != distributing {
+		t.Errorf("host B while A renews its lease: %q, want %q", r, distributing)
+	}
+	close(gate.release)
+	if r := <-first; r != "250" {
+		t.Fatalf("host A: %q, want 250", r)
+	}
+	e.copiesEach(1)
+}
+
+// TestLeaseLostStopsTheFanOut: a host whose lease was taken over (it
+// stalled beyond the lease, and another host took the delivery) stops
+// sending at its next renewal, answers 4xx, and leaves the recipients to
+// the new owner.
+func TestLeaseLostStopsTheFanOut(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	lease := e.shortLease()
+	gate := newGate(e.relay)
+	a := e.host(gate)
+	tok := e.issue("board@example.org", nil)
+	msg := message(tok, "")
+	first := make(chan string, 1)
+	go func() {
+		replies, _, _ := lmtpTryAt(a, "alice@example.net", []string{"board@example.org"}, msg)
+		first <- replies["board@example.org"]
+	}()
+	<-gate.entered
+	id := e.leaseOf(msg).ID
+	waitFor(t, func() bool {
+		e.advance(10 * lease) // beyond whatever A renewed it to
+		now := *e.now.Load()
+		ok, err := e.db.AcquireLease(context.Background(), id, "thief/1/00", now, now.Add(time.Hour))
+		return err == nil && ok
+	})
+	select {
+	case r := <-first:
+		if !strings.HasPrefix(r, "4") {
+			t.Errorf("host A after losing its lease: %q, want 4xx", r)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("host A kept sending after its lease was taken over")
+	}
+	e.copiesEach(0)
+	if d := e.leaseOf(msg); d.LeaseOwner != "thief/1/00" || !d.Completed.IsZero() {
+		t.Errorf("after A stopped: lease owner %q, completed %v; want the thief's, pending", d.LeaseOwner, d.Completed)
 	}
 }
