@@ -3,10 +3,12 @@ package lmtp
 import (
 	"context"
 	"crypto/sha256"
+	"fmt"
 	"io"
 	"log/slog"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -301,5 +303,71 @@ func TestLeaseLostStopsTheFanOut(t *testing.T) {
 	e.copiesEach(0)
 	if d := e.leaseOf(msg); d.LeaseOwner != "thief/1/00" || !d.Completed.IsZero() {
 		t.Errorf("after A stopped: lease owner %q, completed %v; want the thief's, pending", d.LeaseOwner, d.Completed)
+	}
+}
+
+// TestTwoHostsConcurrentHandOvers: one message with a single-use token
+// handed over twenty times at once, through both hosts, as its own bytes
+// and as other MX hosts' (each with its own Received field): each
+// hand-over answers 250 or 451 (another host distributes it), never a
+// refusal, and once all have answered 250 every member has one copy and
+// the token one use. (The race of the beginnings: the unique keys make one
+// delivery of them. The lease's part is shown deterministically by
+// TestTwoHostsOneDistribution.)
+func TestTwoHostsConcurrentHandOvers(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	hosts := []string{e.host(e.relay), e.host(e.relay)}
+	tok := e.issue("board@example.org", nil)
+	msg := message(tok, "")
+	variant := func(i int) []byte {
+		if i%3 == 0 {
+			return msg
+		}
+		return append([]byte(fmt.Sprintf("Received: from mx%d.example.org\r\n\tby mx%d.example.org (Postfix) with ESMTPS id Q%d\r\n", i, i, i)), msg...)
+	}
+	const n = 20
+	done := make([]bool, n)
+	for round := 0; round < 50; round++ {
+		var wg sync.WaitGroup
+		replies := make([]string, n)
+		for i := range n {
+			if done[i] {
+				continue
+			}
+			wg.Go(func() {
+				r, _, err := lmtpTryAt(hosts[i%2], "alice@example.net", []string{"board@example.org"}, variant(i))
+				if err != nil {
+					replies[i] = err.Error()
+					return
+				}
+				replies[i] = r["board@example.org"]
+			})
+		}
+		wg.Wait()
+		left := 0
+		for i, r := range replies {
+			switch {
+			case done[i]:
+			case r == "250":
+				done[i] = true
+			case r == distributing:
+				left++
+			default:
+				t.Fatalf("hand-over %d (round %d): %q, want 250 or %q", i, round, r, distributing)
+			}
+		}
+		if left == 0 {
+			break
+		}
+	}
+	for i, d := range done {
+		if !d {
+			t.Errorf("hand-over %d never answered 250", i)
+		}
+	}
+	e.copiesEach(1)
+	if n := e.spent(tok); n != 1 {
+		t.Errorf("the token was spent %d times, want 1", n)
 	}
 }
