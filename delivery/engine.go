@@ -241,7 +241,8 @@ func (e *Engine) attempt(ctx context.Context, set *Settings, m Message, g policy
 		}
 	}
 	h := e.hold(ctx, lease, d.ID)
-	defer e.release(ctx, h, d.ID)
+	finished := false // FinishDelivery released the lease
+	defer func() { e.release(ctx, h, d.ID, !finished) }()
 	if pending == nil {
 		if pending, err = e.opts.Store.PendingRecipients(ctx, d.ID); err != nil {
 			return withFailure(o, err)
@@ -258,7 +259,9 @@ func (e *Engine) attempt(ctx context.Context, set *Settings, m Message, g policy
 			return withFailure(o, err)
 		}
 	}
-	return e.settle(ctx, set, d, o)
+	o = e.settle(ctx, set, d, o)
+	finished = o.Finished
+	return o
 }
 
 // busy answers an attempt at delivery id whose lease another process

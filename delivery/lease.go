@@ -106,12 +106,17 @@ func (h *leaseHold) lost() error {
 	return nil
 }
 
-// release stops the renewals and gives the lease up, so that another host
-// handed the message need not wait for it to expire.
-func (e *Engine) release(ctx context.Context, h *leaseHold, id string) {
+// release stops the renewals and, when free, gives the lease up, so that
+// another host handed the message need not wait for it to expire. A
+// delivery that completed has no lease left (FinishDelivery clears it in
+// the same write).
+func (e *Engine) release(ctx context.Context, h *leaseHold, id string, free bool) {
 	close(h.stop)
 	<-h.done
 	h.cancel(nil)
+	if !free {
+		return
+	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	if err := e.opts.Store.ReleaseLease(rctx, id, e.owner); err != nil {

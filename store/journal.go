@@ -184,8 +184,8 @@ func (s *DB) RecordOutcomes(ctx context.Context, id string, outs []Outcome, now 
 }
 
 // FinishDelivery marks every recipient of id still pending as failed with
-// detail (giving up; "" when none is pending), marks the delivery complete,
-// and returns its final counts.
+// detail (giving up; "" when none is pending), marks the delivery complete
+// and frees its lease, and returns its final counts.
 func (s *DB) FinishDelivery(ctx context.Context, id, detail string, now time.Time) (Counts, error) {
 	var c Counts
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
@@ -193,7 +193,9 @@ func (s *DB) FinishDelivery(ctx context.Context, id, detail string, now time.Tim
 			detail, now.Unix(), id); err != nil {
 			return err
 		}
-		res, err := tx.ExecContext(ctx, `UPDATE deliveries SET completed = ? WHERE id = ? AND completed = 0`, now.Unix(), id)
+		// A complete delivery is nobody's: its lease goes in the same
+		// write (lease.go).
+		res, err := tx.ExecContext(ctx, `UPDATE deliveries SET completed = ?, lease_owner = '', lease_until = 0 WHERE id = ? AND completed = 0`, now.Unix(), id)
 		if err != nil {
 			return err
 		}
