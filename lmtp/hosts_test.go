@@ -3,6 +3,7 @@ package lmtp
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -370,4 +371,54 @@ func TestTwoHostsConcurrentHandOvers(t *testing.T) {
 	if n := e.spent(tok); n != 1 {
 		t.Errorf("the token was spent %d times, want 1", n)
 	}
+}
+
+// unrenewable is a store that cannot renew leases, as when it is
+// unreachable.
+type unrenewable struct{ delivery.Store }
+
+func (unrenewable) RenewLease(context.Context, string, string, time.Time) error {
+	return errors.New("connection refused")
+}
+
+// TestUnrenewableLeaseStopsTheFanOut: a host that cannot renew its lease
+// (the store unreachable) stops sending before the lease can run out, so
+// that it never sends beside a host that took the delivery over; the
+// recipients stay pending and the next hand-over sends them.
+func TestUnrenewableLeaseStopsTheFanOut(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	lease := e.shortLease()
+	gate := newGate(e.relay)
+	e.swap(func(o *Options) {
+		o.Store = unrenewable{e.db}
+		o.Settings = func() *delivery.Settings {
+			s := e.settings()
+			s.Relay = gate
+			return s
+		}
+	})
+	tok := e.issue("board@example.org", nil)
+	msg := message(tok, "")
+	first := make(chan string, 1)
+	go func() {
+		replies, _, _ := lmtpTryAt(e.addr, "alice@example.net", []string{"board@example.org"}, msg)
+		first <- replies["board@example.org"]
+	}()
+	<-gate.entered
+	e.advance(lease) // the lease taken at the start runs out now
+	select {
+	case r := <-first:
+		if !strings.HasPrefix(r, "4") {
+			t.Errorf("a host that cannot renew its lease: %q, want 4xx", r)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the host kept sending with a lease it could not renew")
+	}
+	e.copiesEach(0)
+	b := e.host(e.relay)
+	if r := e.to(b, msg); r != "250" {
+		t.Fatalf("the next hand-over: %q, want 250", r)
+	}
+	e.copiesEach(1)
 }
