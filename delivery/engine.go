@@ -252,6 +252,7 @@ func (e *Engine) begin(ctx context.Context, set *Settings, m Message, g policy.G
 	d, existing, err := e.opts.Store.BeginDelivery(ctx, store.Delivery{
 		ID: id, List: g.List.Addr.Key(), TokenID: rec.ID, Sender: m.From,
 		HideSender: g.List.HideSender || rec.HideSender, Created: e.opts.Now(),
+		Tag: NewTag(), Report: policy.ReportOf(g.List, rec),
 	}, rcpts)
 	if err != nil {
 		// The token may have been used up by a concurrent delivery since

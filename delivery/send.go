@@ -46,7 +46,9 @@ func (e *Engine) send(ctx context.Context, set *Settings, m Message, d store.Del
 		return io.MultiReader(strings.NewReader(res.Signature), io.NewSectionReader(out, 0, res.Size))
 	}
 	j := newJournal(ctx, e.opts.Store, d.ID, e.opts.Now, e.log)
-	set.Relay.Send(ctx, l.Bounce.String(), pending, body, e.observed(j.report))
+	// The envelope sender carries the delivery's bounce tag (VERP), so
+	// that a bounce names its delivery (policy.BounceEnvelope).
+	set.Relay.Send(ctx, set.Rules.BounceEnvelope(l, d.Tag), pending, body, e.observed(j.report))
 	return j.close()
 }
 

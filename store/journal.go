@@ -46,6 +46,12 @@ type Delivery struct {
 	HideSender bool
 	Created    time.Time
 	Completed  time.Time // zero while recipients are pending
+	// Tag is the delivery's bounce tag, carried by the copies' envelope
+	// sender (bounces.go); "" for deliveries begun before tags.
+	Tag string
+	// Report is the report its sender asked for: ReportSummary,
+	// ReportFailures, or "" / ReportNone.
+	Report string
 }
 
 // State is where a recipient of a delivery stands.
@@ -65,8 +71,9 @@ type Outcome struct {
 	Detail string // the relay's reply for a failure
 }
 
-// Counts summarises a delivery's recipients.
-type Counts struct{ Pending, Delivered, Failed int }
+// Counts summarises a delivery's recipients. Bounced ones are counted in
+// Failed too, and Delayed ones in Delivered (bounces.go).
+type Counts struct{ Pending, Delivered, Failed, Bounced, Delayed int }
 
 // BeginDelivery spends d's token for d and records d with its recipients,
 // all pending, in one transaction: a crash leaves either both or neither.
@@ -87,8 +94,8 @@ func (s *DB) BeginDelivery(ctx context.Context, d Delivery, rcpts []string) (rec
 		if _, err := spendTx(ctx, tx, d.TokenID, d.ID, d.Created); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO deliveries (id, list, token_id, sender, hide_sender, created) VALUES (?,?,?,?,?,?)`,
-			d.ID, d.List, d.TokenID, d.Sender, d.HideSender, d.Created.Unix()); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO deliveries (id, list, token_id, sender, hide_sender, created, tag, report) VALUES (?,?,?,?,?,?,?,?)`,
+			d.ID, d.List, d.TokenID, d.Sender, d.HideSender, d.Created.Unix(), d.Tag, d.Report); err != nil {
 			return err
 		}
 		if err := insertRecipients(ctx, tx, d.ID, rcpts); err != nil {
@@ -127,8 +134,8 @@ func deliveryTx(ctx context.Context, tx *sql.Tx, id string) (Delivery, error) {
 		d                  Delivery
 		created, completed int64
 	)
-	err := tx.QueryRowContext(ctx, `SELECT id, list, token_id, sender, hide_sender, created, completed FROM deliveries WHERE id = ?`, id).
-		Scan(&d.ID, &d.List, &d.TokenID, &d.Sender, &d.HideSender, &created, &completed)
+	err := tx.QueryRowContext(ctx, `SELECT id, list, token_id, sender, hide_sender, created, completed, tag, report FROM deliveries WHERE id = ?`, id).
+		Scan(&d.ID, &d.List, &d.TokenID, &d.Sender, &d.HideSender, &created, &completed, &d.Tag, &d.Report)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Delivery{}, ErrNoDelivery
 	}
@@ -202,6 +209,10 @@ func (s *DB) FinishDelivery(ctx context.Context, id, detail string, now time.Tim
 		// Completed by this call: tell the webhooks, in the same
 		// transaction (webhooks.go).
 		if n, _ := res.RowsAffected(); n == 1 {
+			// And the sender's report, when asked for (bounces.go).
+			if err := scheduleReportTx(ctx, tx, id, now); err != nil {
+				return err
+			}
 			return emitCompleted(ctx, tx, id, c, now)
 		}
 		return nil
@@ -244,9 +255,15 @@ func countsTx(ctx context.Context, tx *sql.Tx, id string) (Counts, error) {
 		case Pending:
 			c.Pending = n
 		case Delivered:
-			c.Delivered = n
+			c.Delivered += n
 		case Failed:
-			c.Failed = n
+			c.Failed += n
+		case Bounced:
+			c.Failed += n
+			c.Bounced = n
+		case Delayed:
+			c.Delivered += n
+			c.Delayed = n
 		}
 	}
 	return c, rows.Err()

@@ -149,6 +149,8 @@ var migrations = []string{
 	// idempotency keys, API keys, the webhook outbox (api.go, apikeys.go,
 	// webhooks.go).
 	apiMigration,
+	// 4: bounce tags, bounce states, delivery reports (bounces.go).
+	bouncesMigration,
 }
 
 func (s *DB) migrate(ctx context.Context) error {
