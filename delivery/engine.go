@@ -58,6 +58,9 @@ type Settings struct {
 	Keys        map[string]*rewrite.Key // lower-cased domain → DKIM key
 	SpoolDir    string                  // where the copy is written while it is sent
 	GiveUpAfter time.Duration           // a delivery older than this settles with its pending recipients failed
+	// ReportWindow is how long the follow-up report on bounces that arrive
+	// after a delivery's first report waits for more of them.
+	ReportWindow time.Duration
 }
 
 // KeyFor returns the DKIM key for domain, or nil.

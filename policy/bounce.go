@@ -48,3 +48,10 @@ func (r *Rules) ResolveBounce(rcpt string) (l *List, tag string) {
 	}
 	return r.BounceFor(a)
 }
+
+// IsBounceAddress reports whether rcpt is a list's bounce address, with or
+// without a subaddress.
+func (r *Rules) IsBounceAddress(rcpt string) bool {
+	l, _ := r.ResolveBounce(rcpt)
+	return l != nil
+}
