@@ -47,9 +47,9 @@ type Observer interface {
 
 // Options configure a Handler.
 type Options struct {
-	Store  Store
-	Logger *slog.Logger
-	Now    func() time.Time
+	Store    Store
+	Logger   *slog.Logger
+	Now      func() time.Time
 	Observer Observer
 }
 

@@ -31,7 +31,7 @@ var bounceMembers = []string{"b1@example.net", "b2@example.com", "b3@example.com
 // and names the two, and each report arrives once.
 func TestBouncesThroughPostfix(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t, worldOpts{milter: true, members: bounceMembers, routes: []string{bounce},
+	w := newWorld(t, worldOpts{milter: true, members: bounceMembers,
 		extra: "[reports]\nwindow = \"1s\"\npoll_interval = \"100ms\"\n"})
 	tok, file := w.issueCLI("--report", "summary")
 	_ = tok
