@@ -264,3 +264,40 @@ Auto-Submitted: auto-replied
 I am away until Monday; your message could not be read.
 `, "\n", "\r\n"))
 }
+
+// TestReportSurvivesKill9: a report due when the daemon is killed with
+// SIGKILL is sent once after it starts again. The worker looks for due
+// reports at start and then only every hour here, so the report is still
+// due, as a row in the store, when the daemon dies.
+func TestReportSurvivesKill9(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, worldOpts{milter: true, extra: "[reports]\npoll_interval = \"1h\"\n"})
+	_, file := w.issueCLI("--report", "summary")
+	if res := w.submit(author, []string{list}, fileMessage(file)); res.Data != nil {
+		t.Fatalf("Postfix refused the tokened message: %v", res.Data)
+	}
+	w.relay.WaitRecipients(t, len(defaultMembers), waitMail)
+	w.pf.WaitQueueEmpty(t, waitMail) // the 250: the delivery, and its report due, are committed
+	if n := len(reportTexts(w.relay)); n != 0 {
+		t.Fatalf("%d reports before the restart; the worker should not have looked yet", n)
+	}
+	p := w.rm
+	if err := p.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.exited:
+	case <-time.After(30 * time.Second):
+		t.Fatal("restrictedmail did not die of SIGKILL")
+	}
+	p.once.Do(func() {}) // its cleanup must not expect a clean exit
+	w.rm = startDaemon(t, w.conf)
+	reports := waitReports(t, w.relay, 1)
+	if !strings.Contains(reports[0], "reached 3 of 3 recipients") {
+		t.Errorf("report:\n%s", reports[0])
+	}
+	w.rm.waitLog("report sent", waitMail)
+	if n := len(reportTexts(w.relay)); n != 1 {
+		t.Errorf("%d reports, want 1", n)
+	}
+}
