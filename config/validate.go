@@ -394,6 +394,9 @@ func (v *validator) lists() {
 		} else if b.Equal(a) {
 			v.addf(key+".bounce_address", "must differ from the list address, or bounces would be redistributed")
 		} else {
+			if c.RecipientDelimiter != "" && strings.ContainsAny(b.Local, c.RecipientDelimiter) {
+				v.warnf(key+".bounce_address", "%s contains the recipient delimiter %q: Postfix takes the rest as a subaddress, so the copies' tagged bounces will not reach it; choose a bounce address without it", b, c.RecipientDelimiter)
+			}
 			l.Bounce = b
 		}
 		l.AliasAddrs = nil
