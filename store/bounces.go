@@ -147,7 +147,7 @@ func (s *DB) RecordBounces(ctx context.Context, id string, bs []Bounce, now time
 			return nil
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO reports (delivery_id, seq, due)
-			SELECT delivery_id, 1, ? FROM reports WHERE delivery_id = ? AND seq = 0 AND state != 0
+			SELECT delivery_id, 1, CAST(? AS BIGINT) FROM reports WHERE delivery_id = ? AND seq = 0 AND state != 0
 			ON CONFLICT (delivery_id, seq) DO NOTHING`, now.Add(followUp).Unix(), id)
 		return err
 	})
@@ -157,12 +157,15 @@ func (s *DB) RecordBounces(ctx context.Context, id string, bs []Bounce, now time
 	return applied, nil
 }
 
+// The parameters in the SELECT lists below are cast: PostgreSQL would
+// otherwise take an untyped parameter there for text.
+
 // scheduleReportTx schedules the first report of delivery id, completed
 // at now, when its sender asked for one and can receive it (never to the
 // null sender).
 func scheduleReportTx(ctx context.Context, tx *sql.Tx, id string, now time.Time) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO reports (delivery_id, seq, due)
-		SELECT id, 0, ? FROM deliveries WHERE id = ? AND report IN (?, ?) AND sender != ''
+		SELECT id, 0, CAST(? AS BIGINT) FROM deliveries WHERE id = ? AND report IN (?, ?) AND sender != ''
 		ON CONFLICT (delivery_id, seq) DO NOTHING`, now.Unix(), id, ReportSummary, ReportFailures)
 	return err
 }
