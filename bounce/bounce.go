@@ -114,16 +114,20 @@ func (h *Handler) Handle(ctx context.Context, set *delivery.Settings, l *policy.
 		return AutoReply, nil
 	}
 	// A person, or a bounce of mail we did not tag: the owner's to read.
+	what := "mail to a bounce address that is no delivery report"
+	if n.Kind == dsn.Report {
+		what = "delivery report to the bare bounce address (no delivery tag: it names no delivery)"
+	}
 	if l.BounceForward.IsZero() {
-		h.log.Info("mail to a bounce address that is no delivery report dropped (no bounce_forward)",
-			"list", list, "queue_id", m.QueueID, "sender", m.From, "tag", tag, "kind", string(n.Kind))
+		h.log.Info(what+" dropped (no bounce_forward)",
+			"list", list, "queue_id", m.QueueID, "sender", m.From, "kind", string(n.Kind))
 		h.opts.Observer.Bounce(list, string(Dropped))
 		return Dropped, nil
 	}
 	if err := h.forward(ctx, set, l, m); err != nil {
 		return "", err
 	}
-	h.log.Info("mail to a bounce address forwarded", "list", list, "queue_id", m.QueueID, "sender", m.From,
+	h.log.Info(what+" forwarded", "list", list, "queue_id", m.QueueID, "sender", m.From,
 		"to", l.BounceForward.String())
 	h.opts.Observer.Bounce(list, string(Forwarded))
 	return Forwarded, nil
