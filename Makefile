@@ -45,6 +45,7 @@ fuzz:
 	GO=$(GO) FUZZTIME=$(FUZZTIME) .ci/fuzz-one FuzzFind ./token
 	GO=$(GO) FUZZTIME=$(FUZZTIME) .ci/fuzz-one FuzzReadHeader ./mailheader
 	GO=$(GO) FUZZTIME=$(FUZZTIME) .ci/fuzz-one FuzzParse ./address
+	GO=$(GO) FUZZTIME=$(FUZZTIME) .ci/fuzz-one FuzzParse ./dsn
 	GO=$(GO) FUZZTIME=$(FUZZTIME) .ci/fuzz-one FuzzParseEnvelope ./address
 	GO=$(GO) FUZZTIME=$(FUZZTIME) .ci/fuzz-one FuzzIndexAgreesWithListFor ./milter
 	GO=$(GO) FUZZTIME=$(FUZZTIME) .ci/fuzz-one FuzzWrite ./rewrite

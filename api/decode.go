@@ -107,6 +107,7 @@ type issueBody struct {
 	HideSender  *bool    `json:"hide_sender"`
 	Owner       *string  `json:"owner"`
 	ExternalRef *string  `json:"external_ref"`
+	Report      *string  `json:"report"`
 }
 
 // decodeIssue reads an issue request for list from body.
@@ -140,6 +141,9 @@ func decodeIssue(list string, body []byte) (tokenops.IssueRequest, *Problem) {
 	}
 	if b.ExternalRef != nil {
 		req.ExternalRef = *b.ExternalRef
+	}
+	if b.Report != nil {
+		req.Report = *b.Report
 	}
 	return req, nil
 }

@@ -33,6 +33,7 @@ type tokenJSON struct {
 	Recipients      []string   `json:"recipients,omitempty"`
 	Owner           string     `json:"owner"`
 	ExternalRef     string     `json:"external_ref"`
+	Report          string     `json:"report,omitempty"`
 	Links           tokenLinks `json:"links"`
 }
 
@@ -88,16 +89,22 @@ type listsJSON struct {
 }
 
 type recipientJSON struct {
-	Address   string     `json:"address"`
-	State     string     `json:"state"`
-	Reply     string     `json:"reply,omitempty"`
-	UpdatedAt *time.Time `json:"updated_at"`
+	Address string `json:"address"`
+	State   string `json:"state"`
+	Reply   string `json:"reply,omitempty"`
+	// BounceStatus and BounceDiagnostic come from the delivery report of a
+	// bounced or delayed recipient.
+	BounceStatus     string     `json:"bounce_status,omitempty"`
+	BounceDiagnostic string     `json:"bounce_diagnostic,omitempty"`
+	UpdatedAt        *time.Time `json:"updated_at"`
 }
 
 type deliveryCountsJSON struct {
 	Delivered int `json:"delivered"`
 	Failed    int `json:"failed"`
 	Pending   int `json:"pending"`
+	Bounced   int `json:"bounced"`
+	Delayed   int `json:"delayed"`
 }
 
 type deliveryJSON struct {
@@ -122,7 +129,7 @@ func (s *Server) tokenJSON(r token.Record, withRecipients bool) tokenJSON {
 		ID: r.ID, List: list, State: string(store.StateOf(r, s.opts.Now())), CreatedAt: r.Created.UTC(),
 		ExpiresAt: timePtr(r.Expires), UsesAllowed: r.UsesAllowed, UsesSpent: r.UsesSpent, UsesLeft: r.UsesLeft(),
 		HideSender: r.HideSender, RecipientsFrom: "list", RecipientsCount: len(r.Recipients),
-		Owner: r.Owner, ExternalRef: r.ExternalRef,
+		Owner: r.Owner, ExternalRef: r.ExternalRef, Report: r.Report,
 		Links: tokenLinks{
 			Self:       Base + "/tokens/" + r.ID,
 			Deliveries: Base + "/tokens/" + r.ID + "/deliveries",
@@ -151,22 +158,24 @@ func (s *Server) issuedJSON(iss tokenops.Issued) issuedJSON {
 	return issuedJSON{tokenJSON: s.tokenJSON(iss.Record, true), Token: iss.Token, TokenFile: string(iss.File), TokenFileName: tokenFileName}
 }
 
-var stateNames = map[store.State]string{store.Pending: "pending", store.Delivered: "delivered", store.Failed: "failed"}
-
 func toDeliveryJSON(d store.DeliveryDetail) deliveryJSON {
 	out := deliveryJSON{
 		ID: d.ID, List: displayList(d.List), Sender: d.Sender, State: "pending", CreatedAt: d.Created.UTC(),
 		CompletedAt: timePtr(d.Completed),
-		Counts:      deliveryCountsJSON{Delivered: d.Counts.Delivered, Failed: d.Counts.Failed, Pending: d.Counts.Pending},
-		Recipients:  make([]recipientJSON, 0, len(d.Recipients)), RecipientsTruncated: d.Truncated,
+		Counts: deliveryCountsJSON{Delivered: d.Counts.Delivered, Failed: d.Counts.Failed, Pending: d.Counts.Pending,
+			Bounced: d.Counts.Bounced, Delayed: d.Counts.Delayed},
+		Recipients: make([]recipientJSON, 0, len(d.Recipients)), RecipientsTruncated: d.Truncated,
 	}
 	if !d.Completed.IsZero() {
 		out.State = "completed"
 	}
 	for _, r := range d.Recipients {
-		rj := recipientJSON{Address: r.Rcpt, State: stateNames[r.State], UpdatedAt: timePtr(r.Updated)}
-		if r.State == store.Failed {
+		rj := recipientJSON{Address: r.Rcpt, State: r.State.String(), UpdatedAt: timePtr(r.Updated)}
+		switch r.State {
+		case store.Failed:
 			rj.Reply = r.Detail
+		case store.Bounced, store.Delayed:
+			rj.BounceStatus, rj.BounceDiagnostic = r.BounceStatus, r.BounceDetail
 		}
 		out.Recipients = append(out.Recipients, rj)
 	}

@@ -31,6 +31,7 @@ type Config struct {
 	HTTP               HTTP    `toml:"http"`
 	Postfix            Postfix `toml:"postfix"`
 	API                API     `toml:"api"`
+	Reports            Reports `toml:"reports"`
 	DKIM               []DKIM  `toml:"dkim"`
 	Lists              []List  `toml:"lists"`
 	// Webhooks receive signed events of deliveries and tokens (api.go).
@@ -161,6 +162,12 @@ type List struct {
 	RecipientsFile string   `toml:"recipients_file"`
 	BounceAddress  string   `toml:"bounce_address"`
 	HideSender     bool     `toml:"hide_sender"`
+	// Report is the report senders get by default: "none", "summary"
+	// or "failures" (a token's report overrides it).
+	Report string `toml:"report"`
+	// BounceForward is the mailbox that receives mail to the bounce
+	// address that is no recognisable delivery report; "" drops it.
+	BounceForward string `toml:"bounce_forward"`
 	// Aliases are addresses that Postfix's virtual_alias_maps or
 	// alias_maps rewrite to this list, declared as intended: the milter,
 	// which sees recipients before aliases are expanded, judges them as the
@@ -169,6 +176,8 @@ type List struct {
 
 	Addr   address.Address `toml:"-"`
 	Bounce address.Address `toml:"-"`
+	// BounceFwd is the parsed BounceForward (zero when none).
+	BounceFwd address.Address `toml:"-"`
 	// AliasAddrs are the parsed Aliases.
 	AliasAddrs []address.Address `toml:"-"`
 	// Members are the recipients and the recipients_file's addresses,
@@ -216,6 +225,7 @@ func Default() *Config {
 			CommandTimeout: Duration(5 * time.Minute),
 		},
 		Postfix: Postfix{CheckAtStart: true},
+		Reports: Reports{Window: Duration(time.Hour), PollInterval: Duration(5 * time.Second)},
 		Tokens: Tokens{
 			Prefix:        "RMTOKEN",
 			Header:        "X-Restricted-Token",
@@ -252,4 +262,14 @@ func (l *List) ID() string {
 		return l.ListID
 	}
 	return l.Addr.Local + "." + l.Addr.Domain
+}
+
+// Reports configures the reports to senders (a list's or token's
+// "report") and the handling of bounces.
+type Reports struct {
+	// Window is how long the one follow-up report waits, after the first
+	// bounce that arrives once a delivery's report has gone out, for more.
+	Window Duration `toml:"window"`
+	// PollInterval is how often the daemon looks for reports due.
+	PollInterval Duration `toml:"poll_interval" reload:"restart"`
 }

@@ -150,6 +150,8 @@ func TestKeepRestartOnly(t *testing.T) {
 			want: []change{{"milter.socket_group", `""`, "postfix"}}},
 		{name: "milter.read_timeout", now: `milter.read_timeout = "1m"`,
 			want: []change{{"milter.read_timeout", "5m0s", "1m0s"}}},
+		{name: "reports.poll_interval", now: `reports.poll_interval = "1s"`,
+			want: []change{{"reports.poll_interval", "5s", "1s"}}},
 		{name: "milter.write_timeout", now: `milter.write_timeout = "1m"`,
 			want: []change{{"milter.write_timeout", "30s", "1m0s"}}},
 		{name: "lmtp.listen", now: `lmtp.listen = "unix:/run/restrictedmail/lmtp.sock"`,

@@ -63,6 +63,12 @@ func (v *validator) validate() {
 	if c.LMTP.Lease.D() < minLease {
 		v.addf("lmtp.lease", "must be at least %s (the store counts in whole seconds and renews every third of it), not %s", minLease, c.LMTP.Lease.D())
 	}
+	if c.Reports.Window.D() < 0 {
+		v.addf("reports.window", "must not be negative")
+	}
+	if c.Reports.PollInterval.D() <= 0 {
+		v.addf("reports.poll_interval", "must be longer than 0")
+	}
 	v.relay()
 	v.tokens()
 	v.dkim()
@@ -395,6 +401,9 @@ func (v *validator) lists() {
 		} else if b.Equal(a) {
 			v.addf(key+".bounce_address", "must differ from the list address, or bounces would be redistributed")
 		} else {
+			if c.RecipientDelimiter != "" && strings.ContainsAny(b.Local, c.RecipientDelimiter) {
+				v.warnf(key+".bounce_address", "%s contains the recipient delimiter %q: Postfix takes the rest as a subaddress, so the copies' tagged bounces will not reach it; choose a bounce address without it", b, c.RecipientDelimiter)
+			}
 			l.Bounce = b
 		}
 		l.AliasAddrs = nil
@@ -411,10 +420,41 @@ func (v *validator) lists() {
 				c.byAddr[al.Key()] = l
 			}
 		}
+		switch l.Report {
+		case "":
+			l.Report = "none"
+		case "none", "summary", "failures":
+		default:
+			v.addf(key+".report", "%q is not one of none, summary, failures", l.Report)
+		}
+		l.BounceFwd = address.Address{}
+		if l.BounceForward != "" {
+			if f, err := address.Parse(l.BounceForward); err != nil {
+				v.addf(key+".bounce_forward", "%q: %v", l.BounceForward, err)
+			} else {
+				l.BounceFwd = f
+			}
+		}
 		if l.ListID != "" && !validListID(l.ListID) {
 			v.addf(key+".list_id", "%q is not a List-Id (RFC 2919: dot-separated words such as \"board.example.org\")", l.ListID)
 		}
 		v.members(key, l)
+	}
+	// Mail to a bounce address is never redistributed: its forward may
+	// not lead back to a list, nor to a bounce address.
+	for i := range c.Lists {
+		f := c.Lists[i].BounceFwd
+		if f.IsZero() {
+			continue
+		}
+		if c.byAddr[f.Key()] != nil {
+			v.addf(fmt.Sprintf("lists[%d].bounce_forward", i), "%s is a list address: mail to the bounce address would be redistributed", f)
+		}
+		for j := range c.Lists {
+			if b := c.Lists[j].Bounce; !b.IsZero() && b.Equal(f) {
+				v.addf(fmt.Sprintf("lists[%d].bounce_forward", i), "%s is a bounce address: it would loop", f)
+			}
+		}
 	}
 }
 

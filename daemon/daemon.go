@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/restrictedmail/restrictedmail/bounce"
 	"github.com/restrictedmail/restrictedmail/config"
 	"github.com/restrictedmail/restrictedmail/delivery"
 	"github.com/restrictedmail/restrictedmail/guard"
@@ -40,6 +41,7 @@ type Daemon struct {
 	wg      sync.WaitGroup
 	ops     // metrics, [http], readiness (http.go)
 	apiSide // [api] and [[webhooks]] (api.go)
+	reportSide
 }
 
 // Start opens the store and starts the listeners of cfg. The caller stops
@@ -68,6 +70,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Daemon, 
 		db.Close()
 		return nil, err
 	}
+	d.startReports(cfg)
 	return d, nil
 }
 
@@ -108,6 +111,7 @@ func (d *Daemon) listen(cfg *config.Config) error {
 			Logger:         d.log,
 			Guard:          d.guard,
 			Observer:       d.metrics,
+			Bounces:        bounce.New(bounce.Options{Store: d.db, Logger: d.log.With("component", "bounces"), Observer: d.metrics}),
 			ClientAllowed:  d.lmtpClientAllowed,
 			Hostname:       cfg.Hostname,
 			MaxMessageSize: cfg.LMTP.MaxMessageSize,
@@ -181,6 +185,7 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("http: %w", err))
 	}
 	d.stopWebhooks()
+	d.stopReports()
 	d.wg.Wait()
 	if err := d.db.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("closing store: %w", err))

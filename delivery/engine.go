@@ -67,6 +67,9 @@ type Settings struct {
 	// to finish a delivery it fans out before taking it over (renewed every
 	// third of it while sending). Zero: DefaultLease.
 	Lease time.Duration
+	// ReportWindow is how long the follow-up report on bounces that arrive
+	// after a delivery's first report waits for more of them.
+	ReportWindow time.Duration
 }
 
 // KeyFor returns the DKIM key for domain, or nil.
@@ -327,6 +330,7 @@ func (e *Engine) begin(ctx context.Context, set *Settings, m Message, g policy.G
 		ID: id, List: g.List.Addr.Key(), TokenID: rec.ID, Sender: m.From,
 		HideSender: g.List.HideSender || rec.HideSender, Created: now,
 		MessageID: facts.MessageID, LeaseOwner: e.owner, LeaseUntil: now.Add(set.lease()),
+		Tag: NewTag(), Report: policy.ReportOf(g.List, rec),
 	}, rcpts)
 	if err != nil {
 		// The token may have been used up by a concurrent delivery since

@@ -48,7 +48,9 @@ func (e *Engine) send(ctx, sendCtx context.Context, set *Settings, m Message, d 
 		return io.MultiReader(strings.NewReader(res.Signature), io.NewSectionReader(out, 0, res.Size))
 	}
 	j := newJournal(ctx, e.opts.Store, d.ID, e.opts.Now, e.log)
-	set.Relay.Send(sendCtx, l.Bounce.String(), pending, body, e.observed(j.report))
+	// The envelope sender carries the delivery's bounce tag (VERP), so
+	// that a bounce names its delivery (policy.BounceEnvelope).
+	set.Relay.Send(sendCtx, set.Rules.BounceEnvelope(l, d.Tag), pending, body, e.observed(j.report))
 	return j.close()
 }
 

@@ -140,9 +140,14 @@ func newWorld(t *testing.T, o worldOpts) *world {
 		host, p, _ := net.SplitHostPort(strings.TrimPrefix(lmtpAt, "inet:"))
 		transport = "lmtp:[" + host + "]:" + p
 	}
-	routes := map[string]string{list: transport, "events@example.org": transport}
+	// The lists' bounce addresses reach the endpoint too: the copies'
+	// bounces come back to them (README: bounce routing).
+	routes := map[string]string{list: transport, "events@example.org": transport, bounce: transport, "events-bounces@example.org": transport}
 	for _, l := range append(append([]string(nil), o.lists...), o.routes...) {
 		routes[l] = transport
+	}
+	for i := range o.lists {
+		routes[fmt.Sprintf("list%d-bounces@example.org", i)] = transport
 	}
 	popts := postfixtest.Options{
 		Transport:    routes,

@@ -45,6 +45,9 @@ type Options struct {
 	// Guard slows down token guessing by envelope sender (shared with the
 	// milter); nil: no limit.
 	Guard policy.Guard
+	// Bounces handles mail to the lists' bounce addresses; nil: those
+	// addresses are refused like any other that is no list.
+	Bounces BounceHandler
 	// ClientAllowed says whether a client may connect; nil: every client.
 	ClientAllowed func(net.Addr) bool
 

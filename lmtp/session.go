@@ -29,6 +29,9 @@ type session struct {
 	from   string
 	sender address.Address
 	rcpts  []policy.Recipient
+	// bounces are the recipients that are a list's bounce address
+	// (bounce.go): handled as delivery reports, never redistributed.
+	bounces []bounceRcpt
 	// inFlight: LMTPData counted this transaction in Server.flight; go-smtp
 	// calls Reset once it has written the replies (shutdown.go).
 	inFlight bool
@@ -36,7 +39,7 @@ type session struct {
 
 func (ss *session) Reset() {
 	ss.leave()
-	ss.set, ss.from, ss.sender, ss.rcpts = nil, "", address.Address{}, nil
+	ss.set, ss.from, ss.sender, ss.rcpts, ss.bounces = nil, "", address.Address{}, nil, nil
 }
 
 func (ss *session) Logout() error {
@@ -59,8 +62,9 @@ func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
 	return nil
 }
 
-// Rcpt accepts only configured restricted addresses, with or without a
-// subaddress: the endpoint must never relay anywhere else.
+// Rcpt accepts only configured restricted addresses and their bounce
+// addresses, with or without a subaddress: the endpoint must never relay
+// anywhere else.
 func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if ss.set == nil {
 		ss.set = ss.s.opts.Settings()
@@ -70,6 +74,10 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	case err != nil:
 		return smtpError(reply.BadRecipient)
 	case rc.List == nil:
+		if l, tag := ss.set.Rules.ResolveBounce(to); l != nil && ss.s.opts.Bounces != nil {
+			ss.bounces = append(ss.bounces, bounceRcpt{raw: to, list: l, tag: tag})
+			return nil
+		}
 		return smtpError(reply.NotRestricted)
 	}
 	ss.rcpts = append(ss.rcpts, rc)
@@ -103,6 +111,7 @@ func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 	}
 	defer sp.remove()
 	m := delivery.Message{From: ss.from, Sender: ss.sender, QueueID: queueID(sp.reader()), Body: sp.f, Size: sp.size, Sum: sp.sum}
+	ss.handleBounces(m, status)
 	for _, g := range policy.GroupByList(ss.rcpts) {
 		o := ss.s.engine.Deliver(ss.s.base, ss.set, m, g)
 		var err error // a nil *SMTPError in an error would not be nil

@@ -52,6 +52,8 @@ type Metrics struct {
 	relayErrors    *prometheus.CounterVec
 	relayTxnLength prometheus.Histogram
 
+	bounces *prometheus.CounterVec // list, kind (bounces.go)
+
 	reloads    [2]prometheus.Counter // ok, refused
 	lastReload prometheus.Gauge
 }
@@ -115,6 +117,8 @@ func New(src StatsSource, log *slog.Logger) *Metrics {
 	m.relayTxnLength = m.histogram("relay_transaction_duration_seconds",
 		"Duration of one SMTP transaction with the relay, MAIL FROM to the reply after the final dot.",
 		[]float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300})
+
+	m.bounces = m.counterVec("bounces_total", bouncesHelp, "list", "kind")
 
 	reloads := m.counterVec("config_reloads_total", `Configuration reloads (SIGHUP) by result ("ok", "refused").`, "result")
 	m.reloads = [2]prometheus.Counter{reloads.WithLabelValues("ok"), reloads.WithLabelValues("refused")}

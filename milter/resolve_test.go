@@ -55,6 +55,19 @@ func TestRoutedToUsFailsClosed(t *testing.T) {
 	h.waitLog(t, "recipient rejected", "reason=not_served")
 }
 
+// TestBounceAddressPasses: a list's bounce address that Postfix routes to
+// the endpoint — delivery reports from the null sender, with the
+// delivery's tag or without — passes like ordinary mail: no token is
+// asked for, and the endpoint reads it as a report.
+func TestBounceAddressPasses(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	for _, rcpt := range []string{"board-bounces+abcdefghij@example.org", "board-bounces@example.org"} {
+		out := send(t, h.sessionWith(t, rcpt, "lmtp", "[127.0.0.1]:8024"), newMail("", []string{rcpt}))
+		wantAccept(t, out, "data")
+	}
+}
+
 // TestDeclaredAliasIsTheList: an alias declared in [[lists]] aliases (a
 // virtual alias Postfix expands only after the milter) is judged as the
 // list at SMTP time, with its subaddress token too.

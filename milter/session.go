@@ -108,6 +108,11 @@ func (c *session) restrictedRcpt(rcpt string, toUs bool, m gomilter.Modifier) (*
 	switch {
 	case err != nil && toUs:
 		return c.refuseRcpt(m, reply.BadRestrictedRecipient, "unreadable", err), true
+	case rc.List == nil && toUs && msg.rules.IsBounceAddress(rcpt):
+		// A list's bounce address: delivery reports come with the null
+		// sender and no token; the endpoint reads them and never
+		// redistributes them (package bounce).
+		return nil, false
 	case rc.List == nil && toUs:
 		return c.refuseRcpt(m, reply.NotServedHere, "not_served", nil), true
 	case err != nil || rc.List == nil:

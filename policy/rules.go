@@ -27,6 +27,24 @@ type List struct {
 	// milter judges them as the list at SMTP time, where it cannot see the
 	// alias expanded.
 	Aliases []address.Address
+	// Report is the report its senders get by default: "none",
+	// "summary" or "failures" ("" is none); a token's overrides it.
+	Report string
+	// BounceForward receives mail to the bounce address that is no
+	// recognisable delivery status notification; zero: dropped (logged).
+	BounceForward address.Address
+}
+
+// ReportOf is the report a delivery of l authorised by rec asks for.
+func ReportOf(l *List, rec *token.Record) string {
+	r := l.Report
+	if rec != nil && rec.Report != "" {
+		r = rec.Report
+	}
+	if r == "" {
+		return "none"
+	}
+	return r
 }
 
 // ID returns the List-Id of RFC 2919: ListID, or the address with its @
@@ -66,16 +84,21 @@ type Rules struct {
 	// only a (client, sender) pair from them is.
 	GuessTrusted []netip.Prefix
 
-	byKey map[string]*List // address.FoldKey of every list address and alias
+	byKey   map[string]*List // address.FoldKey of every list address and alias
+	bounces map[string]*List // address.FoldKey of every list's bounce address
 }
 
 // NewRules indexes lists and their aliases by the key Postfix's tables
 // compare (address.FoldKey). Lists with a zero address are ignored.
 func NewRules(delim string, finder token.Finder, lists []*List) *Rules {
-	r := &Rules{Lists: lists, Delimiter: delim, Finder: finder, byKey: make(map[string]*List, len(lists))}
+	r := &Rules{Lists: lists, Delimiter: delim, Finder: finder, byKey: make(map[string]*List, len(lists)),
+		bounces: make(map[string]*List, len(lists))}
 	for _, l := range lists {
 		if l.Addr.IsZero() {
 			continue
+		}
+		if !l.Bounce.IsZero() {
+			r.bounces[l.Bounce.FoldKey()] = l
 		}
 		r.byKey[l.Addr.FoldKey()] = l
 		for _, a := range l.Aliases {

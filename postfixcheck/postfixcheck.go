@@ -1,8 +1,8 @@
 // Package postfixcheck reads Postfix's configuration (postconf) and maps
 // (postmap, postalias) and reports what would let mail for a restricted
 // address past restrictedmail, or make Postfix and restrictedmail see
-// different recipients: the milter missing from smtpd_milters, a list not
-// routed to the LMTP endpoint, another recipient_delimiter, the percent hack
+// different recipients: the milter missing from smtpd_milters, a list (or
+// its bounce address) not routed to the LMTP endpoint, another recipient_delimiter, the percent hack
 // and bang paths, no explicit milter_default_action, milter_rcpt_macros
 // without the resolved recipient, and every alias whose target is a
 // restricted address (Postfix expands aliases after the milter has judged
@@ -183,6 +183,31 @@ func (c *checker) transports(ctx context.Context, value string) error {
 		case !sameTransport(got, want):
 			c.add(line+" (or set lmtp.transport to what it is)", "transport_maps routes %s to %s, not to restrictedmail's %s", addr, got, want)
 		}
+		if err := c.bounceRoute(ctx, maps, l, want); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// bounceRoute checks that the list's bounce address reaches the endpoint
+// too: the delivery reports (bounces) of the copies come back to it, with
+// the delivery's tag as a subaddress that Postfix strips for the lookup.
+func (c *checker) bounceRoute(ctx context.Context, maps []string, l *policy.List, want string) error {
+	if l.Bounce.IsZero() {
+		return nil
+	}
+	addr := l.Bounce.String()
+	got, err := c.pf.lookup(ctx, maps, strings.ToLower(addr), l.Bounce.Domain, "*")
+	if err != nil {
+		return nil // reported for the list address already
+	}
+	line := fmt.Sprintf("add \"%s %s\" to transport_maps", addr, want)
+	switch {
+	case got == "":
+		c.add(line, "the bounce address %s is in no transport_maps: the copies' bounces will not reach restrictedmail, and no delivery records them", addr)
+	case !sameTransport(got, want):
+		c.add(line, "transport_maps routes the bounce address %s to %s, not to restrictedmail's %s: the copies' bounces will not be recorded", addr, got, want)
 	}
 	return nil
 }

@@ -17,7 +17,7 @@ import (
 // rules are board@ and events@, routed to lmtp:[127.0.0.1]:8024, with
 // bestyret@ declared as an alias of board@.
 func rules() *policy.Rules {
-	board := &policy.List{Addr: address.MustParse("board@example.org"), Aliases: []address.Address{address.MustParse("bestyret@example.org")}}
+	board := &policy.List{Addr: address.MustParse("board@example.org"), Bounce: address.MustParse("board-bounces@example.org"), Aliases: []address.Address{address.MustParse("bestyret@example.org")}}
 	events := &policy.List{Addr: address.MustParse("events@example.org")}
 	r := policy.NewRules("+", token.Finder{}, []*policy.List{board, events})
 	r.Transport = "lmtp:[127.0.0.1]:8024"
@@ -83,7 +83,7 @@ func tool(t *testing.T, name string) string {
 }
 
 var cleanMaps = map[string]string{
-	"transport": "board@example.org lmtp:[127.0.0.1]:8024\nevents@example.org restrictedmail:inet:127.0.0.1:8024\n",
+	"transport": "board@example.org lmtp:[127.0.0.1]:8024\nevents@example.org restrictedmail:inet:127.0.0.1:8024\nboard-bounces@example.org lmtp:[127.0.0.1]:8024\n",
 	"virtual":   "bestyret@example.org board@example.org\nsales@example.org alice@example.net, bob@example.net\n",
 	"aliases":   "postmaster: root\nroot: admin@example.net\n",
 }
@@ -124,8 +124,10 @@ func TestEveryProblemIsFound(t *testing.T) {
 		want string
 	}{
 		{"milter missing", map[string]string{"smtpd_milters": "inet:127.0.0.1:11332"}, cleanMaps, "does not name restrictedmail's milter"},
-		{"list not routed", nil, withMaps("transport", "board@example.org lmtp:[127.0.0.1]:8024\n"), "events@example.org is in no transport_maps"},
-		{"list routed elsewhere", nil, withMaps("transport", "board@example.org lmtp:[127.0.0.1]:9999\nevents@example.org lmtp:[127.0.0.1]:8024\n"), "routes board@example.org to lmtp:[127.0.0.1]:9999"},
+		{"list not routed", nil, withMaps("transport", "board@example.org lmtp:[127.0.0.1]:8024\nboard-bounces@example.org lmtp:[127.0.0.1]:8024\n"), "events@example.org is in no transport_maps"},
+		{"list routed elsewhere", nil, withMaps("transport", "board@example.org lmtp:[127.0.0.1]:9999\nevents@example.org lmtp:[127.0.0.1]:8024\nboard-bounces@example.org lmtp:[127.0.0.1]:8024\n"), "routes board@example.org to lmtp:[127.0.0.1]:9999"},
+		{"bounce address not routed", nil, withMaps("transport", "board@example.org lmtp:[127.0.0.1]:8024\nevents@example.org lmtp:[127.0.0.1]:8024\n"), "the bounce address board-bounces@example.org is in no transport_maps"},
+		{"bounce address routed elsewhere", nil, withMaps("transport", "board@example.org lmtp:[127.0.0.1]:8024\nevents@example.org lmtp:[127.0.0.1]:8024\nboard-bounces@example.org local:\n"), "routes the bounce address board-bounces@example.org to local:"},
 		{"delimiter", map[string]string{"recipient_delimiter": "+-"}, cleanMaps, `recipient_delimiter is "+-"`},
 		{"percent hack", map[string]string{"allow_percent_hack": "yes"}, cleanMaps, "allow_percent_hack = yes"},
 		{"bang path", map[string]string{"swap_bangpath": "yes"}, cleanMaps, "swap_bangpath = yes"},

@@ -114,7 +114,7 @@ func (s *DB) IssueToken(ctx context.Context, r token.Record, idem *Idempotency, 
 				return err
 			}
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO tokens (`+tokenColumns+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`, tokenArgs(r)...); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO tokens (`+tokenColumns+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`, tokenArgs(r)...); err != nil {
 			return err
 		}
 		if idem != nil {
@@ -399,6 +399,9 @@ type RecipientState struct {
 	State   State
 	Detail  string    // the relay's reply for a failure
 	Updated time.Time // zero while pending
+	// Bounce is the status (5.1.1) and diagnostic of the delivery status
+	// notification that made the recipient Bounced or Delayed.
+	BounceStatus, BounceDetail string
 }
 
 // DeliveryDetail is a delivery with its counts and (up to a limit) its
@@ -411,8 +414,8 @@ type DeliveryDetail struct {
 }
 
 // TokenDeliveries returns the deliveries that spent the token id, oldest
-// first, each with at most maxRecipients recipients (failed ones first,
-// then pending, then delivered).
+// first, each with at most maxRecipients recipients (failed and bounced ones first,
+// then pending and delayed, then delivered).
 func (s *DB) TokenDeliveries(ctx context.Context, id string, maxRecipients int) ([]DeliveryDetail, error) {
 	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
@@ -457,8 +460,8 @@ func deliveryDetailTx(ctx context.Context, tx *sql.Tx, id string, maxRecipients 
 	if dd.Counts, err = countsTx(ctx, tx, id); err != nil {
 		return dd, err
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT rcpt, state, detail, updated FROM delivery_recipients WHERE delivery_id = ?
-		ORDER BY CASE state WHEN 2 THEN 0 WHEN 0 THEN 1 ELSE 2 END, rcpt LIMIT ?`, id, maxRecipients+1)
+	rows, err := tx.QueryContext(ctx, `SELECT rcpt, state, detail, updated, bounce_status, bounce_detail FROM delivery_recipients WHERE delivery_id = ?
+		ORDER BY CASE state WHEN 2 THEN 0 WHEN 3 THEN 0 WHEN 4 THEN 1 WHEN 0 THEN 1 ELSE 2 END, rcpt LIMIT ?`, id, maxRecipients+1)
 	if err != nil {
 		return dd, err
 	}
@@ -468,7 +471,7 @@ func deliveryDetailTx(ctx context.Context, tx *sql.Tx, id string, maxRecipients 
 			r       RecipientState
 			updated int64
 		)
-		if err := rows.Scan(&r.Rcpt, &r.State, &r.Detail, &updated); err != nil {
+		if err := rows.Scan(&r.Rcpt, &r.State, &r.Detail, &updated, &r.BounceStatus, &r.BounceDetail); err != nil {
 			return dd, err
 		}
 		r.Updated = fromUnix(updated)

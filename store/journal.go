@@ -55,6 +55,12 @@ type Delivery struct {
 	// it is given.
 	LeaseOwner string
 	LeaseUntil time.Time
+	// Tag is the delivery's bounce tag, carried by the copies' envelope
+	// sender (bounces.go); "" for deliveries begun before tags.
+	Tag string
+	// Report is the report its sender asked for: ReportSummary,
+	// ReportFailures, or "" / ReportNone.
+	Report string
 }
 
 // State is where a recipient of a delivery stands.
@@ -74,8 +80,9 @@ type Outcome struct {
 	Detail string // the relay's reply for a failure
 }
 
-// Counts summarises a delivery's recipients.
-type Counts struct{ Pending, Delivered, Failed int }
+// Counts summarises a delivery's recipients. Bounced ones are counted in
+// Failed too, and Delayed ones in Delivered (bounces.go).
+type Counts struct{ Pending, Delivered, Failed, Bounced, Delayed int }
 
 // BeginDelivery spends d's token for d and records d with its recipients,
 // all pending, in one transaction: a crash leaves either both or neither.
@@ -88,9 +95,9 @@ type Counts struct{ Pending, Delivered, Failed int }
 // are token.ErrUsedUp, ErrRevoked, ErrExpired, ErrNotFound.
 func (s *DB) BeginDelivery(ctx context.Context, d Delivery, rcpts []string) (rec Delivery, existing bool, err error) {
 	err = s.inTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `INSERT INTO deliveries (id, list, token_id, sender, hide_sender, created, message_id, lease_owner, lease_until)
-			VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING`,
-			d.ID, d.List, d.TokenID, d.Sender, d.HideSender, d.Created.Unix(), d.MessageID, d.LeaseOwner, unix(d.LeaseUntil))
+		res, err := tx.ExecContext(ctx, `INSERT INTO deliveries (id, list, token_id, sender, hide_sender, created, message_id, lease_owner, lease_until, tag, report)
+			VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING`,
+			d.ID, d.List, d.TokenID, d.Sender, d.HideSender, d.Created.Unix(), d.MessageID, d.LeaseOwner, unix(d.LeaseUntil), d.Tag, d.Report)
 		if err != nil {
 			return err
 		}
@@ -205,6 +212,10 @@ func (s *DB) FinishDelivery(ctx context.Context, id, detail string, now time.Tim
 		// Completed by this call: tell the webhooks, in the same
 		// transaction (webhooks.go).
 		if n, _ := res.RowsAffected(); n == 1 {
+			// And the sender's report, when asked for (bounces.go).
+			if err := scheduleReportTx(ctx, tx, id, now); err != nil {
+				return err
+			}
 			return emitCompleted(ctx, tx, id, c, now)
 		}
 		return nil
@@ -247,9 +258,15 @@ func countsTx(ctx context.Context, tx *sql.Tx, id string) (Counts, error) {
 		case Pending:
 			c.Pending = n
 		case Delivered:
-			c.Delivered = n
+			c.Delivered += n
 		case Failed:
-			c.Failed = n
+			c.Failed += n
+		case Bounced:
+			c.Failed += n
+			c.Bounced = n
+		case Delayed:
+			c.Delivered += n
+			c.Delayed = n
 		}
 	}
 	return c, rows.Err()

@@ -134,14 +134,14 @@ func sameMessageTx(ctx context.Context, tx *sql.Tx, d Delivery) (Delivery, error
 		WHERE list = ? AND token_id = ? AND message_id = ?`, d.List, d.TokenID, d.MessageID))
 }
 
-const deliveryColumns = `id, list, token_id, sender, hide_sender, created, completed, message_id, lease_owner, lease_until`
+const deliveryColumns = `id, list, token_id, sender, hide_sender, created, completed, message_id, lease_owner, lease_until, tag, report`
 
 func scanDelivery(row scanner) (Delivery, error) {
 	var (
 		d                         Delivery
 		created, completed, until int64
 	)
-	err := row.Scan(&d.ID, &d.List, &d.TokenID, &d.Sender, &d.HideSender, &created, &completed, &d.MessageID, &d.LeaseOwner, &until)
+	err := row.Scan(&d.ID, &d.List, &d.TokenID, &d.Sender, &d.HideSender, &created, &completed, &d.MessageID, &d.LeaseOwner, &until, &d.Tag, &d.Report)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Delivery{}, ErrNoDelivery
 	}

@@ -151,6 +151,8 @@ var migrations = []string{
 	apiMigration,
 	// 4: leases and the Message-ID key for several hosts (lease.go).
 	leaseMigration,
+	// 4: bounce tags, bounce states, delivery reports (bounces.go).
+	bouncesMigration,
 }
 
 func (s *DB) migrate(ctx context.Context) error {

@@ -11,14 +11,14 @@ import (
 	"github.com/restrictedmail/restrictedmail/token"
 )
 
-const tokenColumns = `id, hash, list, sender, created, expires, uses_allowed, uses_spent, recipients, hide_sender, revoked, owner, external_ref`
+const tokenColumns = `id, hash, list, sender, created, expires, uses_allowed, uses_spent, recipients, hide_sender, revoked, owner, external_ref, report`
 
 // AddToken stores a newly issued token.
 func (s *DB) AddToken(ctx context.Context, r token.Record) error {
 	if r.UsesAllowed < 1 {
 		return fmt.Errorf("adding token %s: uses must be at least 1", r.ID)
 	}
-	_, err := s.db.ExecContext(ctx, `INSERT INTO tokens (`+tokenColumns+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`, tokenArgs(r)...)
+	_, err := s.db.ExecContext(ctx, `INSERT INTO tokens (`+tokenColumns+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`, tokenArgs(r)...)
 	if err != nil {
 		return fmt.Errorf("adding token %s: %w", r.ID, err)
 	}
@@ -185,7 +185,7 @@ func scanToken(sc scanner) (token.Record, error) {
 		recipients       string
 	)
 	err := sc.Scan(&r.ID, &hash, &r.List, &r.Sender, &created, &expires, &r.UsesAllowed, &r.UsesSpent,
-		&recipients, &r.HideSender, &r.Revoked, &r.Owner, &r.ExternalRef)
+		&recipients, &r.HideSender, &r.Revoked, &r.Owner, &r.ExternalRef, &r.Report)
 	if err != nil {
 		return token.Record{}, err
 	}
@@ -203,5 +203,5 @@ func scanToken(sc scanner) (token.Record, error) {
 // tokenArgs are the values of tokenColumns for r.
 func tokenArgs(r token.Record) []any {
 	return []any{r.ID, r.Hash[:], r.List, r.Sender, unix(r.Created), unix(r.Expires), r.UsesAllowed, r.UsesSpent,
-		strings.Join(r.Recipients, "\n"), r.HideSender, r.Revoked, r.Owner, r.ExternalRef}
+		strings.Join(r.Recipients, "\n"), r.HideSender, r.Revoked, r.Owner, r.ExternalRef, r.Report}
 }

@@ -91,6 +91,9 @@ type Record struct {
 	// HTTP API) records who asked for the token and its own reference.
 	Owner       string
 	ExternalRef string
+	// Report overrides the list's report to the sender ("none",
+	// "summary", "failures"); "" takes the list's.
+	Report string
 }
 
 // UsesLeft is how many more deliveries the token may authorise.

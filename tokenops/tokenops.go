@@ -130,6 +130,9 @@ type IssueRequest struct {
 	HideSender  bool
 	Owner       string // opaque, for the portal
 	ExternalRef string // opaque, for the portal
+	// Report overrides the list's report to the sender: "none",
+	// "summary", "failures"; "" takes the list's.
+	Report string
 	// Idempotency makes the request safe to retry: a second request with
 	// the same Key in the same Scope returns the token recorded the first
 	// time, without its secret (Issued.Replayed). nil: none.
@@ -172,6 +175,11 @@ func (o *Ops) Issue(ctx context.Context, req IssueRequest) (Issued, error) {
 	if req.Uses < 0 {
 		return Issued{}, fieldErr("uses", "must be at least 1, not %d", req.Uses)
 	}
+	switch req.Report {
+	case "", "none", "summary", "failures":
+	default:
+		return Issued{}, fieldErr("report", "%q is not one of none, summary, failures", req.Report)
+	}
 	now := o.now()
 	tok, rec, err := policy.NewToken(o.set.Rules, policy.IssueRequest{
 		List: l.Addr.String(), Sender: req.Sender, TTL: req.TTL, Uses: req.Uses, Recipients: rcpts, HideSender: req.HideSender,
@@ -179,7 +187,7 @@ func (o *Ops) Issue(ctx context.Context, req IssueRequest) (Issued, error) {
 	if err != nil {
 		return Issued{}, fromIssueError(err)
 	}
-	rec.Owner, rec.ExternalRef = req.Owner, req.ExternalRef
+	rec.Owner, rec.ExternalRef, rec.Report = req.Owner, req.ExternalRef, req.Report
 	var idem *store.Idempotency
 	if req.Idempotency != nil {
 		idem = &store.Idempotency{Scope: req.Idempotency.Scope, Key: req.Idempotency.Key, Fingerprint: fingerprint(l, req)}
@@ -201,7 +209,7 @@ func fingerprint(l *policy.List, req IssueRequest) [32]byte {
 	if req.TTL != nil {
 		ttl = req.TTL.String()
 	}
-	b, _ := json.Marshal([]any{l.Addr.Key(), strings.ToLower(req.Sender), ttl, req.Uses, req.Recipients, req.HideSender, req.Owner, req.ExternalRef})
+	b, _ := json.Marshal([]any{l.Addr.Key(), strings.ToLower(req.Sender), ttl, req.Uses, req.Recipients, req.HideSender, req.Owner, req.ExternalRef, req.Report})
 	return sha256.Sum256(b)
 }
 

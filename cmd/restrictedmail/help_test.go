@@ -10,21 +10,24 @@ import (
 func TestHelpNamesEveryFlag(t *testing.T) {
 	t.Parallel()
 	commands := map[string][]string{
-		"serve":         {"config"},
-		"check-config":  {"config"},
-		"check-postfix": {"config", "postfix-config"},
-		"token issue":   {"config", "list", "sender", "ttl", "uses", "recipient", "hide-sender", "out"},
-		"token list":    {"config"},
-		"token revoke":  {"config"},
-		"token import":  {"config", "format", "list", "ttl"},
-		"apikey create": {"config", "name", "list", "scope", "expires"},
-		"apikey list":   {"config"},
-		"apikey revoke": {"config"},
-		"test":          {"config", "from", "to"},
-		"dkim keygen":   {"domain", "selector", "out", "type", "bits", "force"},
-		"dkim check":    {"config", "timeout"},
-		"demo":          {"keep", "v"},
-		"completion":    {},
+		"serve":               {"config"},
+		"check-config":        {"config"},
+		"check-postfix":       {"config", "postfix-config"},
+		"token issue":         {"config", "list", "sender", "ttl", "uses", "recipient", "hide-sender", "out", "report"},
+		"delivery list":       {"config", "list", "since", "limit"},
+		"delivery show":       {"config"},
+		"recipients bouncing": {"config", "list", "min", "last"},
+		"token list":          {"config"},
+		"token revoke":        {"config"},
+		"token import":        {"config", "format", "list", "ttl"},
+		"apikey create":       {"config", "name", "list", "scope", "expires"},
+		"apikey list":         {"config"},
+		"apikey revoke":       {"config"},
+		"test":                {"config", "from", "to"},
+		"dkim keygen":         {"domain", "selector", "out", "type", "bits", "force"},
+		"dkim check":          {"config", "timeout"},
+		"demo":                {"keep", "v"},
+		"completion":          {},
 	}
 	for cmd, flags := range commands {
 		for _, h := range []string{"--help", "-h"} {
@@ -45,10 +48,12 @@ func TestHelpNamesEveryFlag(t *testing.T) {
 	}
 	// The command groups and the top level list what they hold.
 	groups := map[string][]string{
-		"":       {"serve", "check-config", "token", "test", "dkim", "demo", "version", "help", "apikey"},
-		"token":  {"token issue", "token list", "token revoke", "token import"},
-		"apikey": {"apikey create", "apikey list", "apikey revoke"},
-		"dkim":   {"dkim keygen", "dkim check"},
+		"":           {"serve", "check-config", "token", "test", "dkim", "demo", "version", "help", "apikey"},
+		"token":      {"token issue", "token list", "token revoke", "token import"},
+		"apikey":     {"apikey create", "apikey list", "apikey revoke"},
+		"dkim":       {"dkim keygen", "dkim check"},
+		"delivery":   {"delivery list", "delivery show"},
+		"recipients": {"recipients bouncing"},
 	}
 	for group, subs := range groups {
 		code, out, _ := cli(append(strings.Fields(group), "--help")...)

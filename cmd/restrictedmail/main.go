@@ -39,6 +39,8 @@ func commands() []command {
 		{"check-config", "check the configuration and list every problem", runCheckConfig},
 		{"check-postfix", "check Postfix's configuration against restrictedmail's", runCheckPostfix},
 		{"token", "issue, list, revoke and import posting tokens (token help)", runToken},
+		{"delivery", "what happened to every copy: list and show deliveries (delivery help)", runDelivery},
+		{"recipients", "recipients that keep bouncing (recipients help)", runRecipients},
 		{"apikey", "create, list and revoke keys of the HTTP API (apikey help)", runAPIKey},
 		{"test", "dry run: what the milter and the LMTP endpoint would do with a message", runTest},
 		{"dkim", "generate DKIM keys and check their DNS records (dkim help)", runDKIM},

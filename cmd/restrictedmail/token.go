@@ -33,6 +33,7 @@ func tokenUsage(w io.Writer) {
 	fmt.Fprint(w, `Usage:
   restrictedmail token issue  --config FILE --list ADDRESS [--sender ADDRESS] [--ttl 72h]
                               [--uses 1] [--recipient ADDRESS]... [--hide-sender] [--out FILE]
+                              [--report none|summary|failures]
   restrictedmail token list   --config FILE
   restrictedmail token revoke --config FILE ID
   restrictedmail token import --config FILE --format lego [--list ADDRESS] [--ttl 0] FILE.csv
@@ -74,6 +75,7 @@ func runTokenIssue(ctx context.Context, args []string, out, errOut io.Writer) in
 	outFile := fs.String("out", "", "write the token file for the sender to attach to `file`")
 	owner := fs.String("owner", "", "record who the token is for (`text`, opaque; the API's owner)")
 	extRef := fs.String("external-ref", "", "record a reference of your own (`text`, opaque; the API's external_ref)")
+	report := fs.String("report", "", "report to the sender after the fan-out: `mode` none, summary or failures (default: the list's report)")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return flagExit(err)
@@ -89,7 +91,7 @@ func runTokenIssue(ctx context.Context, args []string, out, errOut io.Writer) in
 		return exitFailure
 	}
 	req := tokenops.IssueRequest{List: *list, Sender: *sender, Uses: *uses, Recipients: rcpts, HideSender: *hide,
-		Owner: *owner, ExternalRef: *extRef}
+		Owner: *owner, ExternalRef: *extRef, Report: *report}
 	if flagSet(fs, "uses") && *uses < 1 {
 		return fail("--uses must be at least 1, not %d", *uses)
 	}

@@ -53,6 +53,7 @@ func Rules(cfg *config.Config) *policy.Rules {
 		lists = append(lists, &policy.List{
 			Addr: l.Addr, Bounce: l.Bounce, Name: l.Name, ListID: l.ListID,
 			HideSender: l.HideSender, Members: l.Members, Aliases: l.AliasAddrs,
+			Report: l.Report, BounceForward: l.BounceFwd,
 		})
 	}
 	r := policy.NewRules(cfg.RecipientDelimiter, Finder(cfg), lists)
@@ -74,6 +75,7 @@ func Settings(cfg *config.Config, rules *policy.Rules, sender delivery.Sender) *
 	return &delivery.Settings{
 		Rules: rules, Relay: sender, Hostname: cfg.Hostname, Keys: Keys(cfg),
 		SpoolDir: cfg.SpoolDir(), GiveUpAfter: cfg.LMTP.GiveUpAfter.D(), Lease: cfg.LMTP.Lease.D(),
+		ReportWindow: cfg.Reports.Window.D(),
 	}
 }
 

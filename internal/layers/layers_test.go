@@ -17,9 +17,9 @@ var layers = []struct {
 	name string
 	pkgs []string
 }{
-	{"leaf parsers", []string{"address", "mailheader", "reply", "guard"}},
+	{"leaf parsers", []string{"address", "mailheader", "reply", "guard", "dsn"}},
 	{"tokens", []string{"token"}},
-	{"core", []string{"policy", "rewrite", "relay", "store", "delivery", "dkimkey", "tokenops", "apikey"}},
+	{"core", []string{"policy", "rewrite", "relay", "store", "delivery", "dkimkey", "tokenops", "apikey", "notice", "bounce"}},
 	{"configuration", []string{"config"}},
 	{"adapters", []string{"milter", "lmtp", "metrics", "api", "webhook", "postfixcheck"}},
 	{"wiring", []string{"internal/generation", "daemon", "internal/dryrun", "internal/demo", "cmd/restrictedmail"}},
