@@ -97,7 +97,14 @@ func (s *DB) RevokeAPIKey(ctx context.Context, ref string) (APIKey, error) {
 			return err
 		}
 		k.Revoked = true
-		_, err = tx.ExecContext(ctx, `UPDATE api_keys SET revoked = 1 WHERE id = ?`, k.ID)
+		// Conditional: of two revocations at once, one finds it done.
+		res, err := tx.ExecContext(ctx, `UPDATE api_keys SET revoked = 1 WHERE id = ? AND revoked = 0`, k.ID)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err == nil && n == 0 {
+			return ErrNoAPIKey
+		}
 		return err
 	})
 	if err != nil {

@@ -84,8 +84,20 @@ func (s *DB) BeginDelivery(ctx context.Context, d Delivery, rcpts []string) (rec
 		if !errors.Is(err, ErrNoDelivery) {
 			return err
 		}
-		if _, err := spendTx(ctx, tx, d.TokenID, d.ID, d.Created); err != nil {
+		spentNow, err := spendTx(ctx, tx, d.TokenID, d.ID, d.Created)
+		if err != nil {
 			return err
+		}
+		if !spentNow {
+			// Another host (or process) began d between our read and
+			// the spend: its delivery is committed now, and READ
+			// COMMITTED lets this statement see it.
+			if rec, err = deliveryTx(ctx, tx, d.ID); err == nil {
+				existing = true
+				return nil
+			} else if !errors.Is(err, ErrNoDelivery) {
+				return err
+			}
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO deliveries (id, list, token_id, sender, hide_sender, created) VALUES (?,?,?,?,?,?)`,
 			d.ID, d.List, d.TokenID, d.Sender, d.HideSender, d.Created.Unix()); err != nil {
