@@ -40,7 +40,7 @@ func (s *DB) AddAPIKey(ctx context.Context, k APIKey) error {
 		k.ID, k.Name, k.Hash[:], strings.Join(k.Lists, "\n"), strings.Join(k.Scopes, ","), unix(k.Created), unix(k.Expires),
 		unix(k.LastUsed), k.Revoked)
 	if err != nil {
-		if strings.Contains(err.Error(), "UNIQUE constraint failed: api_keys.name") {
+		if strings.Contains(err.Error(), "UNIQUE constraint failed: api_keys.name") || isUniqueViolation(err, "api_keys_name") {
 			return fmt.Errorf("adding API key %q: %w", k.Name, ErrAPIKeyName)
 		}
 		return fmt.Errorf("adding API key %q: %w", k.Name, err)

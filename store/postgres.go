@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 )
 
@@ -201,4 +202,11 @@ func (s *DB) checkVersion(ctx context.Context) error {
 		err = fmt.Errorf("schema version %d, this restrictedmail needs %d (start `serve` once to migrate)", v, len(migrations))
 	}
 	return err
+}
+
+// isUniqueViolation tells whether err is PostgreSQL's refusal of a
+// duplicate in the unique index or constraint named constraint.
+func isUniqueViolation(err error, constraint string) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == constraint
 }
