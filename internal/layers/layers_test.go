@@ -19,7 +19,7 @@ var layers = []struct {
 }{
 	{"leaf parsers", []string{"address", "mailheader", "reply", "guard"}},
 	{"tokens", []string{"token"}},
-	{"core", []string{"policy", "rewrite", "relay", "store", "delivery", "dkimkey", "tokenops", "apikey"}},
+	{"core", []string{"policy", "rewrite", "relay", "store", "store/storetest", "delivery", "dkimkey", "tokenops", "apikey"}},
 	{"configuration", []string{"config"}},
 	{"adapters", []string{"milter", "lmtp", "metrics", "api", "webhook", "postfixcheck"}},
 	{"wiring", []string{"internal/generation", "daemon", "internal/dryrun", "internal/demo", "cmd/restrictedmail"}},
