@@ -187,11 +187,13 @@ func (c *Cluster) run(prog string, args ...string) ([]byte, error) {
 }
 
 // Start starts (or restarts after Stop) the server and waits until it
-// accepts connections.
+// accepts connections. fsync is off (a test's data need not survive the
+// machine), but synchronous_commit stays on: Stop is a crash of the
+// server, and what it acknowledged must be there after Start.
 func (c *Cluster) Start() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
+	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c max_connections=200",
 		c.port, c.dir)
 	if out, err := c.run("pg_ctl", "-D", c.data(), "-l", filepath.Join(c.dir, "log"), "-o", opts, "-w", "-t", "60", "start"); err != nil {
 		log, _ := os.ReadFile(filepath.Join(c.dir, "log"))
