@@ -21,6 +21,7 @@ func TestHelpNamesEveryFlag(t *testing.T) {
 		"apikey list":   {"config"},
 		"apikey revoke": {"config"},
 		"test":          {"config", "from", "to"},
+		"store copy":    {"config", "to", "password-file"},
 		"dkim keygen":   {"domain", "selector", "out", "type", "bits", "force"},
 		"dkim check":    {"config", "timeout"},
 		"demo":          {"keep", "v"},
@@ -49,6 +50,7 @@ func TestHelpNamesEveryFlag(t *testing.T) {
 		"token":  {"token issue", "token list", "token revoke", "token import"},
 		"apikey": {"apikey create", "apikey list", "apikey revoke"},
 		"dkim":   {"dkim keygen", "dkim check"},
+		"store":  {"store copy"},
 	}
 	for group, subs := range groups {
 		code, out, _ := cli(append(strings.Fields(group), "--help")...)
