@@ -15,7 +15,7 @@ func TestRedactURL(t *testing.T) {
 	for in, want := range map[string]string{
 		"postgres://rm:s3cret@db.example.org/rm?sslmode=verify-full": "postgres://rm:xxxxx@db.example.org/rm?sslmode=verify-full",
 		"postgres://rm@db/rm?password=s3cret&sslmode=require":        "postgres://rm@db/rm?password=xxxxx&sslmode=require",
-		"postgres://rm@db/rm":                                         "postgres://rm@db/rm",
+		"postgres://rm@db/rm": "postgres://rm@db/rm",
 	} {
 		if got := store.RedactURL(in); got != want {
 			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
