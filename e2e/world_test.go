@@ -178,7 +178,10 @@ func (w *world) writeConfig(milterAt, lmtpAt, relayAddr string) string {
 	}
 	// Postfix's smtpd and lmtp clients run as postfix: they reach unix
 	// sockets through the socket's group.
-	fmt.Fprintf(&b, "[milter]\nlisten = %q\nsocket_group = \"postfix\"\n[lmtp]\nlisten = %q\nsocket_group = \"postfix\"\nshutdown_timeout = \"20s\"\nspool_dir = %q\n", milterAt, lmtpAt, filepath.Join(w.dir, "spool"))
+	fmt.Fprintf(&b, "[milter]\nlisten = %q\nsocket_group = \"postfix\"\n[lmtp]\nlisten = %q\nsocket_group = \"postfix\"\nshutdown_timeout = \"20s\"\n", milterAt, lmtpAt)
+	if o.storeURL != "" { // no store file for the spool to go beside
+		fmt.Fprintf(&b, "spool_dir = %q\n", filepath.Join(w.dir, "spool"))
+	}
 	fmt.Fprintf(&b, "[relay]\naddress = %q\ntls = %q\n", relayAddr, o.relayTLS)
 	if o.maxRecipients > 0 {
 		fmt.Fprintf(&b, "max_recipients = %d\n", o.maxRecipients)
