@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -77,5 +78,96 @@ func TestPostgresReadOnly(t *testing.T) {
 	}
 	if got, _ := rw.TokenByID(ctx, r.ID); got.UsesSpent != 0 {
 		t.Error("the read-only store spent the token")
+	}
+}
+
+// TestPostgresRestartedUnderThePool: after PostgreSQL restarted, every
+// pooled connection is dead; a token lookup (the milter's) still succeeds
+// at the first call, on a new connection, and writes work again.
+func TestPostgresRestartedUnderThePool(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := pgtest.New(t) // its own cluster: this test restarts it
+	db, err := store.OpenPostgres(ctx, store.PostgresOptions{URL: c.NewDB(t), MaxOpenConns: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	tok := token.Generate()
+	rec := token.Record{ID: token.NewID(), Hash: token.HashOf(tok), List: "board@example.org", Created: time.Now(), UsesAllowed: 1}
+	if err := db.AddToken(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	// Fill the pool: four lookups at once hold four connections.
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() {
+			_, err := db.TokenByHash(ctx, rec.Hash)
+			errs <- err
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.TokenByHash(ctx, rec.Hash); err == nil {
+		t.Fatal("a lookup succeeded with PostgreSQL stopped")
+	}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 {
+		if _, err := db.TokenByHash(ctx, rec.Hash); err != nil {
+			t.Fatalf("lookup %d after the restart: %v", i, err)
+		}
+	}
+	if spent, err := db.Spend(ctx, rec.ID, "d1", time.Now()); err != nil || !spent {
+		t.Errorf("spend after the restart: %v, %v", spent, err)
+	}
+}
+
+// TestPostgresRestartedUnderTransactions: the same for transactions (the
+// LMTP endpoint's reads and spends): the first BEGIN after a restart
+// succeeds on a new connection.
+func TestPostgresRestartedUnderTransactions(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := pgtest.New(t)
+	db, err := store.OpenPostgres(ctx, store.PostgresOptions{URL: c.NewDB(t), MaxOpenConns: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rec := token.Record{ID: token.NewID(), Hash: token.HashOf(token.Generate()), List: "board@example.org", Created: time.Now(), UsesAllowed: 5}
+	if err := db.AddToken(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 4)
+	for i := range 4 {
+		go func() {
+			_, err := db.Spend(ctx, rec.ID, fmt.Sprint("before-", i), time.Now())
+			errs <- err
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.DeliveryCounts(ctx, "none"); err != nil {
+		t.Errorf("read transaction after the restart: %v", err)
+	}
+	if spent, err := db.Spend(ctx, rec.ID, "after", time.Now()); err != nil || !spent {
+		t.Errorf("spend after the restart: %v, %v", spent, err)
 	}
 }

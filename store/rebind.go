@@ -22,13 +22,45 @@ func (c rebindConnector) Connect(ctx context.Context) (driver.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &rebindConn{conn.(*stdlib.Conn)}, nil
+	return &rebindConn{Conn: conn.(*stdlib.Conn)}, nil
 }
 
 // rebindConn is pgx's database/sql connection with the placeholders
-// rewritten; every other method (transactions, Ping, ResetSession,
-// IsValid) is pgx's own.
-type rebindConn struct{ *stdlib.Conn }
+// rewritten; every other method (Ping, ResetSession) is pgx's own.
+type rebindConn struct {
+	*stdlib.Conn
+	inTx bool // between BeginTx and Commit or Rollback
+}
+
+// BeginTx begins a transaction. BEGIN changes nothing, so when it finds
+// its pooled connection dead (see QueryContext) database/sql may begin
+// again on another one.
+func (c *rebindConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
+	tx, err := c.Conn.BeginTx(ctx, opts)
+	if err != nil {
+		if ctx.Err() == nil && c.Conn.Conn().IsClosed() {
+			return nil, driver.ErrBadConn
+		}
+		return nil, err
+	}
+	c.inTx = true
+	return &rebindTx{Tx: tx, c: c}, nil
+}
+
+type rebindTx struct {
+	driver.Tx
+	c *rebindConn
+}
+
+func (t *rebindTx) Commit() error {
+	t.c.inTx = false
+	return t.Tx.Commit()
+}
+
+func (t *rebindTx) Rollback() error {
+	t.c.inTx = false
+	return t.Tx.Rollback()
+}
 
 func (c *rebindConn) Prepare(query string) (driver.Stmt, error) {
 	return c.Conn.Prepare(rebind(query))
@@ -42,8 +74,24 @@ func (c *rebindConn) ExecContext(ctx context.Context, query string, args []drive
 	return c.Conn.ExecContext(ctx, rebind(query), args)
 }
 
+// QueryContext runs query. A SELECT outside a transaction that finds its
+// pooled connection dead — PostgreSQL restarted since it was last used —
+// is handed back to database/sql as driver.ErrBadConn, which runs it again
+// on another connection: after a restart the milter's token lookups do
+// not fail once per pooled connection. pgx only does so when nothing was
+// sent; a SELECT outside a transaction changes nothing, so it is safe to
+// send again.
 func (c *rebindConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
-	return c.Conn.QueryContext(ctx, rebind(query), args)
+	rows, err := c.Conn.QueryContext(ctx, rebind(query), args)
+	if err != nil && !c.inTx && ctx.Err() == nil && c.Conn.Conn().IsClosed() && isSelect(query) {
+		return nil, driver.ErrBadConn
+	}
+	return rows, err
+}
+
+func isSelect(q string) bool {
+	q = strings.TrimSpace(q)
+	return len(q) >= 6 && strings.EqualFold(q[:6], "SELECT")
 }
 
 // CheckNamedValue converts arguments as database/sql would for a plain
