@@ -52,6 +52,7 @@ func Run(t *testing.T, b Backend) {
 		{"Webhooks", testWebhooks},
 		{"Stats", testStats},
 		{"SchemaVersion", testSchemaVersion},
+		{"ConcurrentOpenOfNewStore", testConcurrentOpen},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -369,5 +370,42 @@ func testRevoke(t *testing.T, b Backend) {
 	}
 	if err := db.RevokeToken(ctx, "nosuchid00"); !errors.Is(err, token.ErrNotFound) {
 		t.Errorf("revoking an unknown token: %v", err)
+	}
+}
+
+// testConcurrentOpen opens a new database from four hosts at once: one
+// migrates, the others wait and find the schema current.
+func testConcurrentOpen(t *testing.T, b Backend) {
+	addr := b.NewDB(t)
+	const n = 4
+	dbs := make([]*store.DB, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			dbs[i], errs[i] = b.Open(context.Background(), addr)
+		}()
+	}
+	close(start)
+	wg.Wait()
+	versions := map[int]bool{}
+	for i := range n {
+		if errs[i] != nil {
+			t.Errorf("open %d: %v", i, errs[i])
+			continue
+		}
+		v, err := dbs[i].SchemaVersion(context.Background())
+		if err != nil {
+			t.Error(err)
+		}
+		versions[v] = true
+		dbs[i].Close()
+	}
+	if len(versions) != 1 {
+		t.Errorf("schema versions after concurrent opens: %v", versions)
 	}
 }
