@@ -184,6 +184,8 @@ func TestKeepRestartOnly(t *testing.T) {
 		// [store] with PostgreSQL.
 		{name: "store.url", was: `store.url = "postgres://rm@db1/rm"`, now: `store.url = "postgres://rm@db2/rm"`,
 			want: []change{{"store.url", "postgres://rm@db1/rm", "postgres://rm@db2/rm"}}},
+		{name: "store.url with a password", was: `store.url = "postgres://rm:s3cret@db1/rm"`, now: `store.url = "postgres://rm@db2/rm?password=s3cret"`,
+			want: []change{{"store.url", "postgres://rm:xxxxx@db1/rm", "postgres://rm@db2/rm?password=xxxxx"}}},
 		{name: "SQLite to PostgreSQL", now: `store.url = "postgres://rm@db1/rm"`,
 			want: []change{{"store.path", "/var/lib/restrictedmail/state.db", `""`}, {"store.url", `""`, "postgres://rm@db1/rm"}}},
 		{name: "store.password_file", was: "store.url = \"postgres://rm@db1/rm\"\nstore.password_file = \"pw1\"",

@@ -55,3 +55,20 @@ func (v *validator) atLeast(key string, d, least time.Duration) {
 		v.addf(key, "must be at least %s, not %s", least, d)
 	}
 }
+
+// redactURL is a PostgreSQL URL without its password (in the user info or
+// the password parameter), for a reload's log line.
+func redactURL(s string) string {
+	if s == `""` {
+		return s
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(a URL that does not parse)"
+	}
+	if q := u.Query(); q.Has("password") {
+		q.Set("password", "xxxxx")
+		u.RawQuery = q.Encode()
+	}
+	return u.Redacted()
+}
