@@ -127,6 +127,7 @@ func TestBenchmarks(t *testing.T) {
 		{"4-mailings", benchMailings},
 		{"5-memory", benchMemory},
 		{"6-api-issue", benchAPI},
+		{"7-postgres", benchPostgres},
 	} {
 		scStart := time.Now()
 		t.Run(sc.name, func(t *testing.T) { ran++; sc.run(t, e, &rep) })
@@ -142,7 +143,7 @@ func TestBenchmarks(t *testing.T) {
 		t.Log("BENCH_QUICK: BENCHMARKS.md not written")
 		return
 	}
-	if t.Failed() || ran < 6 {
+	if t.Failed() || ran < 7 {
 		t.Log("a scenario failed or was not run (-run): BENCHMARKS.md not written")
 		return
 	}

@@ -61,6 +61,9 @@ type daemonConf struct {
 	relay string // host:port of the outbound relay (a sink)
 	lists []list
 	api   string // host:port of [api] listen; "" leaves the API off (scenario 6)
+	// storeURL, when set, is a PostgreSQL store instead of SQLite
+	// (scenario 7).
+	storeURL string
 }
 
 // daemonProc is a running `restrictedmail serve`.
@@ -68,7 +71,8 @@ type daemonProc struct {
 	t          *testing.T
 	e          *env
 	dir        string
-	db         string
+	db         string // SQLite file, or PostgreSQL URL when pg
+	pg         bool
 	milterAddr string
 	lmtpAddr   string
 	cmd        *exec.Cmd
@@ -90,6 +94,9 @@ func (e *env) startDaemon(t *testing.T, dc daemonConf) *daemonProc {
 	d := &daemonProc{t: t, e: e, dir: dir, db: filepath.Join(dir, "state.db"), logFile: filepath.Join(dir, "daemon.log"),
 		milterAddr: freeAddr(t), lmtpAddr: freeAddr(t),
 		started: make(chan struct{}), exited: make(chan struct{})}
+	if dc.storeURL != "" {
+		d.db, d.pg = dc.storeURL, true
+	}
 	conf := writeConfig(t, e, dir, dc, d.milterAddr, d.lmtpAddr)
 	log, err := os.Create(d.logFile)
 	if err != nil {
@@ -139,9 +146,15 @@ func (d *daemonProc) readLog(r io.Reader, log *os.File) {
 func writeConfig(t testing.TB, e *env, dir string, dc daemonConf, milterAddr, lmtpAddr string) string {
 	t.Helper()
 	var b strings.Builder
-	fmt.Fprintf(&b, "hostname = \"mx.example.org\"\n[log]\nlevel = \"info\"\n[store]\npath = %q\n", filepath.Join(dir, "state.db"))
+	fmt.Fprintf(&b, "hostname = \"mx.example.org\"\n[log]\nlevel = \"info\"\n")
+	if dc.storeURL != "" {
+		fmt.Fprintf(&b, "[store]\nurl = %q\n", dc.storeURL)
+	} else {
+		fmt.Fprintf(&b, "[store]\npath = %q\n", filepath.Join(dir, "state.db"))
+	}
 	fmt.Fprintf(&b, "[milter]\nlisten = \"inet:%s\"\n", milterAddr)
-	fmt.Fprintf(&b, "[lmtp]\nlisten = \"inet:%s\"\n", lmtpAddr)
+	// The spool beside the store file, also with PostgreSQL.
+	fmt.Fprintf(&b, "[lmtp]\nlisten = \"inet:%s\"\nspool_dir = %q\n", lmtpAddr, filepath.Join(dir, "spool"))
 	// The relay settings are the shipped defaults (50 recipients per
 	// transaction, 4 connections), which BENCHMARKS.md states.
 	fmt.Fprintf(&b, "[relay]\naddress = %q\ntls = \"none\"\n", dc.relay)
@@ -168,12 +181,21 @@ func writeConfig(t testing.TB, e *env, dir string, dc daemonConf, milterAddr, lm
 // issue stores n single-use tokens for list straight in the daemon's store
 // (the daemon runs; SQLite's WAL lets both write) and returns them.
 func (d *daemonProc) issue(t *testing.T, listAddr string, n int) []string {
+	if d.pg {
+		return issueTokensWith(t, func() (*store.DB, error) {
+			return store.OpenPostgres(context.Background(), store.PostgresOptions{URL: d.db})
+		}, listAddr, n)
+	}
 	return issueTokens(t, d.db, listAddr, n)
 }
 
 func issueTokens(t testing.TB, dbPath, listAddr string, n int) []string {
+	return issueTokensWith(t, func() (*store.DB, error) { return store.Open(context.Background(), dbPath) }, listAddr, n)
+}
+
+func issueTokensWith(t testing.TB, open func() (*store.DB, error), listAddr string, n int) []string {
 	t.Helper()
-	db, err := store.Open(context.Background(), dbPath)
+	db, err := open()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -49,10 +49,24 @@ type Log struct {
 	Format string `toml:"format" reload:"restart"` // text | json
 }
 
-// Store configures the embedded SQLite database.
+// Store configures the state: the embedded SQLite database (path) or, for
+// several MX hosts, a PostgreSQL database (url); exactly one of them.
 type Store struct {
 	Path string `toml:"path" reload:"restart"`
+
+	URL              string   `toml:"url" reload:"restart"`
+	PasswordFile     string   `toml:"password_file" reload:"restart"`
+	MaxOpenConns     int      `toml:"max_open_conns" reload:"restart"`
+	ConnectTimeout   Duration `toml:"connect_timeout" reload:"restart"`
+	StatementTimeout Duration `toml:"statement_timeout" reload:"restart"`
 }
+
+// DefaultStorePath is store.path unless the file sets it or store.url.
+const DefaultStorePath = "/var/lib/restrictedmail/state.db"
+
+// defaultSpoolDir is lmtp.spool_dir with PostgreSQL, which has no
+// directory to put it beside.
+const defaultSpoolDir = "/var/lib/restrictedmail/spool"
 
 // Milter configures the SMTP-time listener for Postfix's smtpd_milters.
 type Milter struct {
@@ -197,7 +211,12 @@ func Default() *Config {
 		Hostname:           host,
 		RecipientDelimiter: "+",
 		Log:                Log{Level: "info", Format: "text"},
-		Store:              Store{Path: "/var/lib/restrictedmail/state.db"},
+		Store: Store{
+			Path:             DefaultStorePath,
+			MaxOpenConns:     10,
+			ConnectTimeout:   Duration(5 * time.Second),
+			StatementTimeout: Duration(10 * time.Second),
+		},
 		Milter: Milter{
 			Listen:       "inet:127.0.0.1:8025",
 			SocketMode:   0o660,
@@ -247,10 +266,14 @@ func (c *Config) List(a address.Address) *List { return c.byAddr[a.Key()] }
 func (c *Config) KeyFor(domain string) *DKIM { return c.keys[strings.ToLower(domain)] }
 
 // SpoolDir is where the LMTP endpoint spools messages: spool_dir, or
-// "spool" beside the store.
+// "spool" beside the SQLite store (/var/lib/restrictedmail/spool with
+// PostgreSQL).
 func (c *Config) SpoolDir() string {
 	if c.LMTP.SpoolDir != "" {
 		return c.LMTP.SpoolDir
+	}
+	if c.Store.Path == "" {
+		return defaultSpoolDir
 	}
 	return joinDir(c.Store.Path, "spool")
 }

@@ -67,6 +67,9 @@ func KeepRestartOnly(next, inForce *Config) (kept []Change) {
 	}
 	keepTable(reflect.ValueOf(next).Elem(), reflect.ValueOf(inForce).Elem(), "", func(key string, n, o reflect.Value) {
 		c := Change{Key: key, InForce: printable(o.Interface()), Ignored: printable(n.Interface())}
+		if key == "store.url" { // logged: never with its password
+			c.InForce, c.Ignored = redactURL(c.InForce), redactURL(c.Ignored)
+		}
 		if f := inUse[key]; f != nil {
 			now, was := ignored[key], f(inForce)
 			if reflect.DeepEqual(now, was) {

@@ -120,6 +120,8 @@ func TestKeepRestartOnly(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	writeFile(t, dir, "dkim.pem", keyPEM(t, "ed25519"), 0o600)
+	writeFile(t, dir, "pw1", []byte("one\n"), 0o600)
+	writeFile(t, dir, "pw2", []byte("two\n"), 0o600)
 	parse := func(t *testing.T, doc string) *Config {
 		t.Helper()
 		cfg, ps := Parse([]byte(doc), filepath.Join(dir, "restrictedmail.toml"))
@@ -181,6 +183,23 @@ func TestKeepRestartOnly(t *testing.T) {
 			want: []change{{"lmtp.spool_dir", "/srv/spool", "/var/lib/restrictedmail/spool"}}},
 		{name: "store.path and spool_dir removed", was: "store.path = \"/srv/state.db\"\nlmtp.spool_dir = \"/srv/rm/spool\"",
 			want: []change{{"store.path", "/srv/state.db", "/var/lib/restrictedmail/state.db"}, {"lmtp.spool_dir", "/srv/rm/spool", "/var/lib/restrictedmail/spool"}}},
+
+		// [store] with PostgreSQL.
+		{name: "store.url", was: `store.url = "postgres://rm@db1/rm"`, now: `store.url = "postgres://rm@db2/rm"`,
+			want: []change{{"store.url", "postgres://rm@db1/rm", "postgres://rm@db2/rm"}}},
+		{name: "store.url with a password", was: `store.url = "postgres://rm:s3cret@db1/rm"`, now: `store.url = "postgres://rm@db2/rm?password=s3cret"`,
+			want: []change{{"store.url", "postgres://rm:xxxxx@db1/rm", "postgres://rm@db2/rm?password=xxxxx"}}},
+		{name: "SQLite to PostgreSQL", now: `store.url = "postgres://rm@db1/rm"`,
+			want: []change{{"store.path", "/var/lib/restrictedmail/state.db", `""`}, {"store.url", `""`, "postgres://rm@db1/rm"}}},
+		{name: "store.password_file", was: "store.url = \"postgres://rm@db1/rm\"\nstore.password_file = \"pw1\"",
+			now:  "store.url = \"postgres://rm@db1/rm\"\nstore.password_file = \"pw2\"",
+			want: []change{{"store.password_file", filepath.Join(dir, "pw1"), filepath.Join(dir, "pw2")}}},
+		{name: "store.max_open_conns", was: `store.url = "postgres://rm@db1/rm"`, now: "store.url = \"postgres://rm@db1/rm\"\nstore.max_open_conns = 20",
+			want: []change{{"store.max_open_conns", "10", "20"}}},
+		{name: "store.connect_timeout", was: `store.url = "postgres://rm@db1/rm"`, now: "store.url = \"postgres://rm@db1/rm\"\nstore.connect_timeout = \"30s\"",
+			want: []change{{"store.connect_timeout", "5s", "30s"}}},
+		{name: "store.statement_timeout", was: `store.url = "postgres://rm@db1/rm"`, now: "store.url = \"postgres://rm@db1/rm\"\nstore.statement_timeout = \"1m\"",
+			want: []change{{"store.statement_timeout", "10s", "1m0s"}}},
 
 		// What a reload applies.
 		{name: "relay.address", now: `relay.address = "127.0.0.1:2525"`,

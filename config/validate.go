@@ -39,10 +39,7 @@ func (v *validator) validate() {
 	}
 	v.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
 	v.oneOf("log.format", c.Log.Format, "text", "json")
-	if c.Store.Path == "" {
-		v.addf("store.path", "must name the database file")
-	}
-	c.Store.Path = v.path(c.Store.Path)
+	v.store() // store.go
 	if c.LMTP.SpoolDir != "" {
 		c.LMTP.SpoolDir = v.path(c.LMTP.SpoolDir)
 	}

@@ -47,7 +47,7 @@ type Daemon struct {
 // Start opens the store and starts the listeners of cfg. The caller stops
 // the daemon with Shutdown; Errors reports a listener that failed.
 func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Daemon, error) {
-	db, err := store.Open(ctx, cfg.Store.Path)
+	db, err := generation.OpenStore(ctx, cfg.Store)
 	if err != nil {
 		return nil, err
 	}

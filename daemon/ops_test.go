@@ -33,12 +33,18 @@ var opsMembers = []string{"m1@example.net", "m2@example.com", "m3@example.com"}
 // its configuration file and the relay.
 func startOps(t *testing.T) (*Daemon, string, *testsmtp.Server) {
 	t.Helper()
+	return startOpsWith(t, `path = "state.db"`)
+}
+
+// startOpsWith is startOps with the keys of [store] given.
+func startOpsWith(t *testing.T, storeKeys string) (*Daemon, string, *testsmtp.Server) {
+	t.Helper()
 	dir := t.TempDir()
 	relay := testsmtp.Start(t, testsmtp.Options{})
 	key := dkimtest.NewKey(t, "ed25519", "example.org", "rm1")
 	doc := `hostname = "mx.example.org"
 [store]
-path = "state.db"
+` + storeKeys + `
 [milter]
 listen = "inet:127.0.0.1:0"
 [lmtp]

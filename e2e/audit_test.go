@@ -15,7 +15,6 @@ import (
 
 	"github.com/restrictedmail/restrictedmail/internal/postfixtest"
 	"github.com/restrictedmail/restrictedmail/mailheader"
-	"github.com/restrictedmail/restrictedmail/store"
 	"github.com/restrictedmail/restrictedmail/token"
 )
 
@@ -54,7 +53,7 @@ func newAudit(t *testing.T, w *world, scenario string) *audit {
 // returns them.
 func (a *audit) issue(n int) []string {
 	a.t.Helper()
-	db, err := store.Open(context.Background(), a.w.db)
+	db, err := a.w.openStore()
 	if err != nil {
 		a.t.Fatal(err)
 	}

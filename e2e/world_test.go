@@ -86,6 +86,9 @@ type worldOpts struct {
 	// bracketTransport writes the transport as lmtp:[127.0.0.1]:PORT, as
 	// the reference deployment does, instead of lmtp:inet:127.0.0.1:PORT.
 	bracketTransport bool
+	// storeURL is a PostgreSQL store instead of the SQLite file w.db
+	// (postgres_test.go).
+	storeURL string
 }
 
 type world struct {
@@ -177,13 +180,19 @@ func (w *world) writeConfig(milterAt, lmtpAt, relayAddr string) string {
 	o := w.opts
 	var b strings.Builder
 	storeKeys := fmt.Sprintf("path = %q", w.db)
-	if o.store != "" {
+	switch {
+	case o.store != "":
 		storeKeys = o.store
+	case o.storeURL != "":
+		storeKeys = fmt.Sprintf("url = %q\nconnect_timeout = \"2s\"", o.storeURL)
 	}
 	fmt.Fprintf(&b, "hostname = \"mx.example.org\"\n[log]\nlevel = \"debug\"\n[store]\n%s\n", storeKeys)
 	// Postfix's smtpd and lmtp clients run as postfix: they reach unix
 	// sockets through the socket's group.
 	fmt.Fprintf(&b, "[milter]\nlisten = %q\nsocket_group = \"postfix\"\n[lmtp]\nlisten = %q\nsocket_group = \"postfix\"\nshutdown_timeout = \"20s\"\n", milterAt, lmtpAt)
+	if o.storeURL != "" { // no store file for the spool to go beside
+		fmt.Fprintf(&b, "spool_dir = %q\n", filepath.Join(w.dir, "spool"))
+	}
 	fmt.Fprintf(&b, "[relay]\naddress = %q\ntls = %q\n", relayAddr, o.relayTLS)
 	if o.maxRecipients > 0 {
 		fmt.Fprintf(&b, "max_recipients = %d\n", o.maxRecipients)
@@ -252,11 +261,20 @@ func quoteAll(ss []string) string {
 	return strings.Join(q, ", ")
 }
 
+// openStore opens the daemon's store from the test, as another process
+// (`restrictedmail token`) would.
+func (w *world) openStore() (*store.DB, error) {
+	if w.opts.storeURL != "" {
+		return store.OpenPostgres(context.Background(), store.PostgresOptions{URL: w.opts.storeURL})
+	}
+	return store.Open(context.Background(), w.db)
+}
+
 // issue stores a token record directly (so that tests can use LEGO's
 // fixture token, "test_token") and returns the record's id.
 func (w *world) issue(tok string, mod func(*token.Record)) string {
 	w.t.Helper()
-	db, err := store.Open(context.Background(), w.db)
+	db, err := w.openStore()
 	if err != nil {
 		w.t.Fatal(err)
 	}

@@ -92,6 +92,25 @@ func (s *DB) IssueToken(ctx context.Context, r token.Record, idem *Idempotency, 
 	}
 	s.issueMu.Lock()
 	defer s.issueMu.Unlock()
+	// A second attempt is for the race of two hosts issuing under the same
+	// key at once: the loser rolls back and finds the winner's token.
+	for attempt := 0; ; attempt++ {
+		rec, replayed, err = s.issueOnce(ctx, r, idem, now)
+		if !errors.Is(err, errIdempotencyRace) || attempt > 0 {
+			break
+		}
+	}
+	if err != nil {
+		return token.Record{}, false, fmt.Errorf("issuing token %s: %w", r.ID, err)
+	}
+	return rec, replayed, nil
+}
+
+// errIdempotencyRace: another transaction recorded the same idempotency
+// key between this one's lookup and its insert.
+var errIdempotencyRace = errors.New("idempotency key recorded concurrently")
+
+func (s *DB) issueOnce(ctx context.Context, r token.Record, idem *Idempotency, now time.Time) (rec token.Record, replayed bool, err error) {
 	err = s.inTx(ctx, func(tx *sql.Tx) error {
 		if idem != nil {
 			if _, err := tx.ExecContext(ctx, `DELETE FROM idempotency_keys WHERE created < ?`, now.Add(-IdempotencyRetention).Unix()); err != nil {
@@ -118,18 +137,21 @@ func (s *DB) IssueToken(ctx context.Context, r token.Record, idem *Idempotency, 
 			return err
 		}
 		if idem != nil {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO idempotency_keys (scope, key, fingerprint, token_id, created) VALUES (?,?,?,?,?)`,
-				idem.Scope, idem.Key, idem.Fingerprint[:], r.ID, now.Unix()); err != nil {
+			res, err := tx.ExecContext(ctx, `INSERT INTO idempotency_keys (scope, key, fingerprint, token_id, created) VALUES (?,?,?,?,?)
+				ON CONFLICT (scope, key) DO NOTHING`, idem.Scope, idem.Key, idem.Fingerprint[:], r.ID, now.Unix())
+			if err != nil {
 				return err
+			}
+			if n, err := res.RowsAffected(); err != nil {
+				return err
+			} else if n == 0 {
+				return errIdempotencyRace
 			}
 		}
 		rec = r
 		return nil
 	})
-	if err != nil {
-		return token.Record{}, false, fmt.Errorf("issuing token %s: %w", r.ID, err)
-	}
-	return rec, replayed, nil
+	return rec, replayed, err
 }
 
 // usable refuses a token that can no longer be used: revoked, expired or
@@ -146,25 +168,27 @@ func usable(r token.Record, now time.Time) error {
 	return nil
 }
 
-// updateUsable runs change on the token id inside a transaction when the
-// token can still be used, and returns the record after it.
-func (s *DB) updateUsable(ctx context.Context, what, id string, now time.Time, change func(*sql.Tx) error) (token.Record, error) {
+// usableSQL is the condition that a token can still be used, with one
+// parameter, now.
+const usableSQL = `revoked = 0 AND (expires = 0 OR expires > ?) AND uses_spent < uses_allowed`
+
+// updateUsable sets the token id's column to value when the token can
+// still be used — one conditional UPDATE, so that a spend of its last use
+// or a revocation on another host cannot slip in between a check and the
+// write — and returns the record after it.
+func (s *DB) updateUsable(ctx context.Context, what, id, column string, value any, now time.Time) (token.Record, error) {
 	var rec token.Record
 	s.issueMu.Lock()
 	defer s.issueMu.Unlock()
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		r, err := scanToken(tx.QueryRowContext(ctx, `SELECT `+tokenColumns+` FROM tokens WHERE id = ?`, id))
-		if errors.Is(err, sql.ErrNoRows) {
-			return token.ErrNotFound
-		}
+		res, err := tx.ExecContext(ctx, `UPDATE tokens SET `+column+` = ? WHERE id = ? AND `+usableSQL, value, id, now.Unix())
 		if err != nil {
 			return err
 		}
-		if err := usable(r, now); err != nil {
+		if n, err := res.RowsAffected(); err != nil {
 			return err
-		}
-		if err := change(tx); err != nil {
-			return err
+		} else if n == 0 {
+			return whyUnusable(ctx, tx, id, now)
 		}
 		rec, err = scanToken(tx.QueryRowContext(ctx, `SELECT `+tokenColumns+` FROM tokens WHERE id = ?`, id))
 		return err
@@ -179,19 +203,13 @@ func (s *DB) updateUsable(ctx context.Context, what, id string, now time.Time, c
 // void from the commit on. Only a token that can still be used is
 // re-keyed.
 func (s *DB) RekeyToken(ctx context.Context, id string, h token.Hash, now time.Time) (token.Record, error) {
-	return s.updateUsable(ctx, "re-keying", id, now, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `UPDATE tokens SET hash = ? WHERE id = ?`, h[:], id)
-		return err
-	})
+	return s.updateUsable(ctx, "re-keying", id, "hash", h[:], now)
 }
 
 // SetTokenRecipients replaces the recipients of the token id (none: the
 // list's). Deliveries already begun keep theirs (the journal).
 func (s *DB) SetTokenRecipients(ctx context.Context, id string, rcpts []string, now time.Time) (token.Record, error) {
-	return s.updateUsable(ctx, "replacing the recipients of", id, now, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `UPDATE tokens SET recipients = ? WHERE id = ?`, strings.Join(rcpts, "\n"), id)
-		return err
-	})
+	return s.updateUsable(ctx, "replacing the recipients of", id, "recipients", strings.Join(rcpts, "\n"), now)
 }
 
 // TokenState is where a token stands, as `token list` and the API show it.
@@ -330,8 +348,8 @@ func (s *DB) ListTokens(ctx context.Context, q TokenQuery) (TokenPage, error) {
 func countStates(ctx context.Context, tx *sql.Tx, where string, args []any, now time.Time) (StateCounts, error) {
 	var c StateCounts
 	n := now.Unix()
-	q := `SELECT COALESCE(SUM(` + stateSQL[StateActive] + `), 0), COALESCE(SUM(` + stateSQL[StateUsed] + `), 0),
-		COALESCE(SUM(` + stateSQL[StateExpired] + `), 0), COALESCE(SUM(` + stateSQL[StateRevoked] + `), 0) FROM tokens WHERE ` + where
+	q := `SELECT COALESCE(SUM(CASE WHEN ` + stateSQL[StateActive] + ` THEN 1 ELSE 0 END), 0), COALESCE(SUM(CASE WHEN ` + stateSQL[StateUsed] + ` THEN 1 ELSE 0 END), 0),
+		COALESCE(SUM(CASE WHEN ` + stateSQL[StateExpired] + ` THEN 1 ELSE 0 END), 0), COALESCE(SUM(CASE WHEN ` + stateSQL[StateRevoked] + ` THEN 1 ELSE 0 END), 0) FROM tokens WHERE ` + where
 	err := tx.QueryRowContext(ctx, q, append([]any{n, n, n}, args...)...).Scan(&c.Active, &c.Used, &c.Expired, &c.Revoked)
 	return c, err
 }
@@ -352,8 +370,8 @@ func (s *DB) ListSummaries(ctx context.Context, now time.Time) (map[string]ListS
 	}
 	defer tx.Rollback()
 	n := now.Unix()
-	rows, err := tx.QueryContext(ctx, `SELECT list, COALESCE(SUM(`+stateSQL[StateActive]+`), 0), COALESCE(SUM(`+stateSQL[StateUsed]+`), 0),
-		COALESCE(SUM(`+stateSQL[StateExpired]+`), 0), COALESCE(SUM(`+stateSQL[StateRevoked]+`), 0) FROM tokens GROUP BY list`, n, n, n)
+	rows, err := tx.QueryContext(ctx, `SELECT list, COALESCE(SUM(CASE WHEN `+stateSQL[StateActive]+` THEN 1 ELSE 0 END), 0), COALESCE(SUM(CASE WHEN `+stateSQL[StateUsed]+` THEN 1 ELSE 0 END), 0),
+		COALESCE(SUM(CASE WHEN `+stateSQL[StateExpired]+` THEN 1 ELSE 0 END), 0), COALESCE(SUM(CASE WHEN `+stateSQL[StateRevoked]+` THEN 1 ELSE 0 END), 0) FROM tokens GROUP BY list`, n, n, n)
 	if err != nil {
 		return nil, fmt.Errorf("summarising lists: %w", err)
 	}

@@ -40,7 +40,7 @@ func (s *DB) AddAPIKey(ctx context.Context, k APIKey) error {
 		k.ID, k.Name, k.Hash[:], strings.Join(k.Lists, "\n"), strings.Join(k.Scopes, ","), unix(k.Created), unix(k.Expires),
 		unix(k.LastUsed), k.Revoked)
 	if err != nil {
-		if strings.Contains(err.Error(), "UNIQUE constraint failed: api_keys.name") {
+		if strings.Contains(err.Error(), "UNIQUE constraint failed: api_keys.name") || isUniqueViolation(err, "api_keys_name") {
 			return fmt.Errorf("adding API key %q: %w", k.Name, ErrAPIKeyName)
 		}
 		return fmt.Errorf("adding API key %q: %w", k.Name, err)
@@ -97,7 +97,14 @@ func (s *DB) RevokeAPIKey(ctx context.Context, ref string) (APIKey, error) {
 			return err
 		}
 		k.Revoked = true
-		_, err = tx.ExecContext(ctx, `UPDATE api_keys SET revoked = 1 WHERE id = ?`, k.ID)
+		// Conditional: of two revocations at once, one finds it done.
+		res, err := tx.ExecContext(ctx, `UPDATE api_keys SET revoked = 1 WHERE id = ? AND revoked = 0`, k.ID)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err == nil && n == 0 {
+			return ErrNoAPIKey
+		}
 		return err
 	})
 	if err != nil {

@@ -16,7 +16,7 @@ import (
 const rowsPerStatement = 500
 
 // insertRecipients records rcpts of delivery id as pending. A recipient
-// given twice is recorded once (INSERT OR IGNORE), as before.
+// given twice is recorded once (ON CONFLICT DO NOTHING), as before.
 func insertRecipients(ctx context.Context, tx *sql.Tx, id string, rcpts []string) error {
 	var full *sql.Stmt // the statement for a whole chunk, prepared once
 	defer func() {
@@ -30,7 +30,8 @@ func insertRecipients(ctx context.Context, tx *sql.Tx, id string, rcpts []string
 		for _, r := range chunk {
 			args = append(args, id, r)
 		}
-		q := "INSERT OR IGNORE INTO delivery_recipients (delivery_id, rcpt) VALUES " + repeatJoin("(?,?)", len(chunk))
+		q := "INSERT INTO delivery_recipients (delivery_id, rcpt) VALUES " + repeatJoin("(?,?)", len(chunk)) +
+			" ON CONFLICT (delivery_id, rcpt) DO NOTHING"
 		var err error
 		if len(chunk) < rowsPerStatement {
 			_, err = tx.ExecContext(ctx, q, args...)

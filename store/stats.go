@@ -35,7 +35,7 @@ func (s *DB) Stats(ctx context.Context, now time.Time) (Stats, error) {
 	}
 	defer tx.Rollback()
 	rows, err := tx.QueryContext(ctx, `SELECT list, COUNT(*), COALESCE(SUM(uses_spent), 0),
-		COALESCE(SUM(revoked = 0 AND (expires = 0 OR expires > ?) AND uses_spent < uses_allowed), 0)
+		COALESCE(SUM(CASE WHEN revoked = 0 AND (expires = 0 OR expires > ?) AND uses_spent < uses_allowed THEN 1 ELSE 0 END), 0)
 		FROM tokens GROUP BY list ORDER BY list`, now.Unix())
 	if err != nil {
 		return st, fmt.Errorf("reading token statistics: %w", err)

@@ -8,8 +8,14 @@
 // which makes the store safe for the milter and the LMTP endpoint in one
 // process and for a `restrictedmail token` command run beside a live daemon.
 //
+// Several MX hosts share one PostgreSQL database instead (OpenPostgres,
+// postgres.go): the same code and SQL run on both, which is why the SQL
+// keeps to a portable subset (placeholders `?`; types TEXT, INTEGER, BLOB;
+// ON CONFLICT; no PRAGMA outside the SQLite-only paths) and every state
+// change is a conditional UPDATE.
+//
 // Consumers (policy, lmtp, milter) declare the narrow interfaces they need;
-// *DB satisfies them, and so could another store (PostgreSQL) later.
+// *DB satisfies them.
 package store
 
 import (
@@ -52,6 +58,8 @@ func (o Options) busyTimeoutMillis() int64 {
 // DB is an open store.
 type DB struct {
 	db *sql.DB
+	// pg is true for PostgreSQL (postgres.go), false for SQLite.
+	pg bool
 	// issueMu queues this process's API writes (issue, re-key, recipients)
 	// in Go rather than on SQLite's busy handler, whose sleeps (1 ms
 	// growing to 100 ms) gave concurrent HTTP clients a p99 of some 90 ms
@@ -121,8 +129,10 @@ func (s *DB) Ping(ctx context.Context) error {
 }
 
 // migrations are applied in order; the schema version is PRAGMA
-// user_version, which SQLite changes atomically with the transaction.
-// Never edit a released migration: append a new one.
+// user_version, which SQLite changes atomically with the transaction
+// (PostgreSQL: the table schema_version). Never edit a released migration:
+// append a new one, written in the portable subset (see the package
+// comment) so that pgDDL can translate it for PostgreSQL.
 var migrations = []string{
 	// 1: tokens and the spends that make spending idempotent per delivery.
 	`CREATE TABLE tokens (
@@ -197,6 +207,13 @@ func (s *DB) migrateOne(ctx context.Context) (done bool, err error) {
 
 // SchemaVersion returns the schema version of the open database.
 func (s *DB) SchemaVersion(ctx context.Context) (int, error) {
+	if s.pg {
+		var exists bool
+		if err := s.db.QueryRowContext(ctx, `SELECT to_regclass('schema_version') IS NOT NULL`).Scan(&exists); err != nil || !exists {
+			return 0, err
+		}
+		return pgVersion(ctx, s.db)
+	}
 	var v int
 	err := s.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v)
 	return v, err

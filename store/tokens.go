@@ -107,62 +107,74 @@ func (s *DB) Spend(ctx context.Context, tokenID, deliveryID string, now time.Tim
 	return spentNow, nil
 }
 
+// spendTx spends one use of tokenID for deliveryID. It never reads and
+// then writes: the spend row is claimed first (ON CONFLICT: a second
+// claim of the same delivery, on this host or another, waits for the
+// first to commit and then finds it), and the use is taken by one
+// conditional UPDATE that PostgreSQL re-checks on the newest row version
+// under READ COMMITTED — two hosts can never both take the last use.
+// Only when it changes nothing is the token read, to say why.
 func spendTx(ctx context.Context, tx *sql.Tx, tokenID, deliveryID string, now time.Time) (bool, error) {
-	var owner string
-	err := tx.QueryRowContext(ctx, `SELECT token_id FROM spends WHERE delivery_id = ?`, deliveryID).Scan(&owner)
-	switch {
-	case err == nil && owner == tokenID:
-		return false, nil
-	case err == nil:
-		return false, fmt.Errorf("delivery already spent another token (%s)", owner)
-	case !errors.Is(err, sql.ErrNoRows):
-		return false, err
-	}
-	// One conditional UPDATE spends: under PostgreSQL's READ COMMITTED two
-	// hosts spending the last use at once are serialised on the row, and
-	// the second sees uses_spent = uses_allowed (no read-then-write).
-	res, err := tx.ExecContext(ctx, `UPDATE tokens SET uses_spent = uses_spent + 1
-		WHERE id = ? AND revoked = 0 AND (expires = 0 OR expires > ?) AND uses_spent < uses_allowed`, tokenID, now.Unix())
+	// The EXISTS spares a foreign-key violation for an unknown token,
+	// which would abort a PostgreSQL transaction (tokens are never
+	// deleted).
+	res, err := tx.ExecContext(ctx, `INSERT INTO spends (delivery_id, token_id, spent)
+		SELECT ?, ?, ? WHERE EXISTS (SELECT 1 FROM tokens WHERE id = ?) ON CONFLICT (delivery_id) DO NOTHING`,
+		deliveryID, tokenID, now.Unix(), tokenID)
 	if err != nil {
 		return false, err
 	}
 	if n, err := res.RowsAffected(); err != nil {
 		return false, err
 	} else if n == 0 {
-		return false, whyNotSpent(ctx, tx, tokenID, now)
+		var owner string
+		err := tx.QueryRowContext(ctx, `SELECT token_id FROM spends WHERE delivery_id = ?`, deliveryID).Scan(&owner)
+		if errors.Is(err, sql.ErrNoRows) {
+			return false, token.ErrNotFound
+		}
+		if err != nil {
+			return false, err
+		}
+		if owner != tokenID {
+			return false, fmt.Errorf("delivery already spent another token (%s)", owner)
+		}
+		return false, nil
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO spends (delivery_id, token_id, spent) VALUES (?,?,?)`, deliveryID, tokenID, now.Unix()); err != nil {
+	res, err = tx.ExecContext(ctx, `UPDATE tokens SET uses_spent = uses_spent + 1
+		WHERE id = ? AND revoked = 0 AND (expires = 0 OR expires > ?) AND uses_spent < uses_allowed`, tokenID, now.Unix())
+	if err != nil {
 		return false, err
 	}
-	return true, nil
+	if n, err := res.RowsAffected(); err != nil {
+		return false, err
+	} else if n == 1 {
+		return true, nil
+	}
+	// Nothing spent: the caller's error rolls the spend row back.
+	return false, whyUnusable(ctx, tx, tokenID, now)
 }
 
-// whyNotSpent says why the conditional spend of tokenID changed nothing.
-func whyNotSpent(ctx context.Context, tx *sql.Tx, tokenID string, now time.Time) error {
-	var (
-		allowed, spent int
-		expires        int64
-		revoked        bool
-	)
-	err := tx.QueryRowContext(ctx, `SELECT uses_allowed, uses_spent, expires, revoked FROM tokens WHERE id = ?`, tokenID).
-		Scan(&allowed, &spent, &expires, &revoked)
+// whyUnusable reads the token id to tell why it cannot be used
+// (token.ErrNotFound, ErrRevoked, ErrExpired, ErrUsedUp).
+func whyUnusable(ctx context.Context, tx *sql.Tx, id string, now time.Time) error {
+	r, err := scanToken(tx.QueryRowContext(ctx, `SELECT `+tokenColumns+` FROM tokens WHERE id = ?`, id))
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return token.ErrNotFound
 	case err != nil:
 		return err
-	case revoked:
-		return token.ErrRevoked
-	case expires != 0 && now.Unix() >= expires:
-		return token.ErrExpired
-	default:
-		return token.ErrUsedUp
 	}
+	if err := usable(r, now); err != nil {
+		return err
+	}
+	return errors.New("the token changed during the spend; try again")
 }
 
-// inTx runs fn in an IMMEDIATE transaction (the DSN sets _txlock), so that
-// concurrent writers queue on the busy timeout instead of failing on lock
-// upgrade.
+// inTx runs fn in a transaction: on SQLite an IMMEDIATE one (the DSN sets
+// _txlock), so that concurrent writers queue on the busy timeout instead of
+// failing on lock upgrade; on PostgreSQL a READ COMMITTED one, which is
+// why every change in fn must be a conditional statement, not a read and
+// a write.
 func (s *DB) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {

@@ -56,7 +56,8 @@ func (s *DB) SetWebhookEndpoints(ctx context.Context, eps []WebhookEndpoint, now
 		}
 		urls := make([]any, 0, len(eps))
 		for _, ep := range eps {
-			if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO webhook_endpoints (url, events) VALUES (?, ?)`,
+			if _, err := tx.ExecContext(ctx, `INSERT INTO webhook_endpoints (url, events) VALUES (?, ?)
+				ON CONFLICT (url) DO UPDATE SET events = excluded.events`,
 				ep.URL, strings.Join(ep.Events, ",")); err != nil {
 				return err
 			}
@@ -231,13 +232,10 @@ func enqueue(ctx context.Context, tx *sql.Tx, ev Event, urls []string, now time.
 	if err != nil {
 		return err
 	}
-	res, err := tx.ExecContext(ctx, `INSERT INTO webhook_events (id, type, created, payload) VALUES (?,?,?,?)`,
-		newMessageID(), ev.Type, now.UnixMilli(), payload)
-	if err != nil {
-		return err
-	}
-	seq, err := res.LastInsertId()
-	if err != nil {
+	// RETURNING rather than LastInsertId, which pgx does not have.
+	var seq int64
+	if err := tx.QueryRowContext(ctx, `INSERT INTO webhook_events (id, type, created, payload) VALUES (?,?,?,?) RETURNING seq`,
+		newMessageID(), ev.Type, now.UnixMilli(), payload).Scan(&seq); err != nil {
 		return err
 	}
 	for _, u := range urls {
@@ -324,7 +322,8 @@ func (s *DB) RecordWebhookAttempt(ctx context.Context, url string, seq int64, a 
 // WebhookStats counts the queued messages still to send and those given
 // up on (kept until PruneWebhooks removes them).
 func (s *DB) WebhookStats(ctx context.Context) (pending, failed int64, err error) {
-	err = s.db.QueryRowContext(ctx, `SELECT COALESCE(SUM(state = 0), 0), COALESCE(SUM(state = 2), 0) FROM webhook_queue`).Scan(&pending, &failed)
+	err = s.db.QueryRowContext(ctx, `SELECT COALESCE(SUM(CASE WHEN state = 0 THEN 1 ELSE 0 END), 0),
+		COALESCE(SUM(CASE WHEN state = 2 THEN 1 ELSE 0 END), 0) FROM webhook_queue`).Scan(&pending, &failed)
 	if err != nil {
 		return 0, 0, fmt.Errorf("counting webhook messages: %w", err)
 	}

@@ -24,6 +24,7 @@ func TestHelpNamesEveryFlag(t *testing.T) {
 		"apikey list":         {"config"},
 		"apikey revoke":       {"config"},
 		"test":                {"config", "from", "to"},
+		"store copy":          {"config", "to", "password-file"},
 		"dkim keygen":         {"domain", "selector", "out", "type", "bits", "force"},
 		"dkim check":          {"config", "timeout"},
 		"demo":                {"keep", "v"},
@@ -54,6 +55,7 @@ func TestHelpNamesEveryFlag(t *testing.T) {
 		"dkim":       {"dkim keygen", "dkim check"},
 		"delivery":   {"delivery list", "delivery show"},
 		"recipients": {"recipients bouncing"},
+		"store":      {"store copy"},
 	}
 	for group, subs := range groups {
 		code, out, _ := cli(append(strings.Fields(group), "--help")...)

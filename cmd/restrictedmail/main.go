@@ -42,6 +42,7 @@ func commands() []command {
 		{"delivery", "what happened to every copy: list and show deliveries (delivery help)", runDelivery},
 		{"recipients", "recipients that keep bouncing (recipients help)", runRecipients},
 		{"apikey", "create, list and revoke keys of the HTTP API (apikey help)", runAPIKey},
+		{"store", "copy the SQLite store into PostgreSQL, for several hosts (store help)", runStore},
 		{"test", "dry run: what the milter and the LMTP endpoint would do with a message", runTest},
 		{"dkim", "generate DKIM keys and check their DNS records (dkim help)", runDKIM},
 		{"demo", "show the main job end to end, on the embedded defaults", runDemo},

@@ -9,7 +9,7 @@ import (
 
 	"github.com/restrictedmail/restrictedmail/config"
 	"github.com/restrictedmail/restrictedmail/internal/dryrun"
-	"github.com/restrictedmail/restrictedmail/store"
+	"github.com/restrictedmail/restrictedmail/internal/generation"
 )
 
 // runTest is the dry run: it prints what the milter and the LMTP endpoint
@@ -51,7 +51,7 @@ when it would be refused (or on an error), 2 for bad usage.`, errOut)
 	if err != nil {
 		return fail("%v", err)
 	}
-	db, err := store.OpenReadOnly(ctx, cfg.Store.Path)
+	db, err := generation.OpenStoreReadOnly(ctx, cfg.Store)
 	if err != nil {
 		return fail("%v", err)
 	}

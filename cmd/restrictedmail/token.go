@@ -53,7 +53,7 @@ func withStore(ctx context.Context, path string, errOut io.Writer, fn func(*conf
 	if cfg == nil {
 		return exitFailure
 	}
-	db, err := store.Open(ctx, cfg.Store.Path)
+	db, err := generation.OpenStore(ctx, cfg.Store)
 	if err != nil {
 		fmt.Fprintf(errOut, "restrictedmail: %v\n", err)
 		return exitFailure

@@ -33,7 +33,6 @@ import (
 	"github.com/restrictedmail/restrictedmail/internal/generation"
 	"github.com/restrictedmail/restrictedmail/internal/milterclient"
 	"github.com/restrictedmail/restrictedmail/policy"
-	"github.com/restrictedmail/restrictedmail/store"
 	"github.com/restrictedmail/restrictedmail/token"
 )
 
@@ -140,7 +139,7 @@ func demoConfig(dir, relayAddr string) (ed25519.PublicKey, *config.Config, error
 }
 
 func demoToken(ctx context.Context, cfg *config.Config) (string, error) {
-	db, err := store.Open(ctx, cfg.Store.Path)
+	db, err := generation.OpenStore(ctx, cfg.Store)
 	if err != nil {
 		return "", err
 	}

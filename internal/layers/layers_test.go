@@ -19,7 +19,7 @@ var layers = []struct {
 }{
 	{"leaf parsers", []string{"address", "mailheader", "reply", "guard", "dsn"}},
 	{"tokens", []string{"token"}},
-	{"core", []string{"policy", "rewrite", "relay", "store", "delivery", "dkimkey", "tokenops", "apikey", "notice", "bounce"}},
+	{"core", []string{"policy", "rewrite", "relay", "store", "store/storetest", "delivery", "dkimkey", "tokenops", "apikey", "notice", "bounce"}},
 	{"configuration", []string{"config"}},
 	{"adapters", []string{"milter", "lmtp", "metrics", "api", "webhook", "postfixcheck"}},
 	{"wiring", []string{"internal/generation", "daemon", "internal/dryrun", "internal/demo", "cmd/restrictedmail"}},
