@@ -30,6 +30,7 @@ import (
 
 // sharedStore is the store all hosts of a test use.
 type sharedStore struct {
+	name string // "" for SQLite; otherwise the scenarios' suffix
 	toml string // the [store] table's keys
 	// delivered counts the recipients the journal records as delivered,
 	// read as another process would.
@@ -85,6 +86,9 @@ type mxMsg struct {
 func twoHosts(t *testing.T, store storeFor, scenario string, o worldOpts) *mx {
 	t.Helper()
 	m := &mx{t: t, store: store(t), scenario: scenario, secrets: []string{"RMTOKEN", "Uk1UT0tF"}}
+	if m.store.name != "" {
+		m.scenario += "-" + m.store.name
+	}
 	for range 2 {
 		oi := o
 		oi.store = m.store.toml
