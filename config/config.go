@@ -31,6 +31,7 @@ type Config struct {
 	HTTP               HTTP    `toml:"http"`
 	Postfix            Postfix `toml:"postfix"`
 	API                API     `toml:"api"`
+	Web                Web     `toml:"web"`
 	DKIM               []DKIM  `toml:"dkim"`
 	Lists              []List  `toml:"lists"`
 	// Webhooks receive signed events of deliveries and tokens (api.go).
@@ -162,11 +163,15 @@ type List struct {
 	// which sees recipients before aliases are expanded, judges them as the
 	// list. An alias not declared is a problem check-postfix reports.
 	Aliases []string `toml:"aliases"`
+	// Owners may sign in to the web page and manage this list's tokens.
+	Owners []string `toml:"owners"`
 
 	Addr   address.Address `toml:"-"`
 	Bounce address.Address `toml:"-"`
 	// AliasAddrs are the parsed Aliases.
 	AliasAddrs []address.Address `toml:"-"`
+	// OwnerAddrs are the parsed Owners.
+	OwnerAddrs []address.Address `toml:"-"`
 	// Members are the recipients and the recipients_file's addresses,
 	// deduplicated, in canonical form (ASCII domain). Read-only: deliveries
 	// share the slice.
@@ -202,6 +207,7 @@ func Default() *Config {
 			ShutdownTimeout: Duration(30 * time.Second),
 		},
 		API: defaultAPI(),
+		Web: defaultWeb(),
 		Relay: Relay{
 			Address:        "127.0.0.1:10026",
 			TLS:            "none",

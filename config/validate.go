@@ -63,6 +63,7 @@ func (v *validator) validate() {
 	v.tokens()
 	v.dkim()
 	v.lists()
+	v.web() // web.go: after the lists, whose owners and bounce addresses it reads
 }
 
 func (v *validator) oneOf(key, val string, allowed ...string) {

@@ -149,6 +149,8 @@ var migrations = []string{
 	// idempotency keys, API keys, the webhook outbox (api.go, apikeys.go,
 	// webhooks.go).
 	apiMigration,
+	// 4: the web page: sign-in links and sessions (web.go).
+	webMigration,
 }
 
 func (s *DB) migrate(ctx context.Context) error {
