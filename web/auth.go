@@ -132,7 +132,9 @@ func (s *Server) personOf(a address.Address, set Settings) *person {
 }
 
 // mayEverSignIn: a is an admin or owns a list.
-func (s *Server) mayEverSignIn(a address.Address, set Settings) bool { return s.personOf(a, set) != nil }
+func (s *Server) mayEverSignIn(a address.Address, set Settings) bool {
+	return s.personOf(a, set) != nil
+}
 
 // startSession records a new session for p and sets its cookie.
 func (s *Server) startSession(w http.ResponseWriter, r *http.Request, p *person, set Settings) error {
@@ -391,4 +393,3 @@ func trimForm(s string, n int) string {
 	}
 	return s
 }
-

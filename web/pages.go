@@ -295,7 +295,7 @@ func (s *Server) tokenFile(w http.ResponseWriter, r *http.Request, p *person, se
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=us-ascii")
-	w.Header().Set("Content-Disposition", `attachment; filename="token.txt"`)
+	w.Header().Set("Content-Disposition", `attachment; filename="token-`+t.ID+`.txt"`)
 	_, _ = w.Write(token.FileContent(set.Tokens.Rules.Finder.Prefix, secret))
 }
 
