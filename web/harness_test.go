@@ -296,4 +296,3 @@ func (h *harness) token(id string) token.Record {
 func pasted(rcpts ...string) url.Values {
 	return url.Values{"recipients_mode": {"pasted"}, "recipients": {strings.Join(rcpts, "\n")}, "ttl": {"7d"}, "uses": {"1"}}
 }
-

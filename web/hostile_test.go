@@ -113,4 +113,3 @@ func newFuzzHarness(t *testing.T) *fuzzHarness {
 	}
 	return &fuzzHarness{harness: h, cookie: &http.Cookie{Name: sessionCookie, Value: secret}, csrf: csrfOf(hash)}
 }
-
