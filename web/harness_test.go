@@ -95,7 +95,7 @@ func (b *lockedBuffer) String() string {
 }
 
 type harness struct {
-	t    *testing.T
+	t    testing.TB
 	srv  *httptest.Server
 	web  *Server
 	db   *store.DB
@@ -113,7 +113,7 @@ func mustAddr(t testing.TB, s string) address.Address {
 	return a
 }
 
-func newHarness(t *testing.T, mod func(*Settings)) *harness {
+func newHarness(t testing.TB, mod func(*Settings)) *harness {
 	t.Helper()
 	db, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "state.db"))
 	if err != nil {

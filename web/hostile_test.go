@@ -78,8 +78,8 @@ func FuzzIssueForm(f *testing.F) {
 	f.Add("", "0", "1000", "x@example.org", "list", "1")
 	f.Add("\x00\xff", "1e9h", "-0", "@", "", "yes")
 	f.Add(strings.Repeat("a@b.c,", 100), "99999d", "1.5", "ä@ü.example", "pasted", "1")
+	h := newFuzzHarness(f)
 	f.Fuzz(func(t *testing.T, rcpts, ttl, uses, sender, mode, hide string) {
-		h := newFuzzHarness(t)
 		form := url.Values{"csrf": {h.csrf}, "recipients": {rcpts}, "ttl": {ttl}, "uses": {uses}, "sender": {sender}, "recipients_mode": {mode}, "hide_sender": {hide}}
 		req := httptest.NewRequest(http.MethodPost, "/lists/"+board+"/issue", strings.NewReader(form.Encode()))
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -104,7 +104,7 @@ type fuzzHarness struct {
 	csrf   string
 }
 
-func newFuzzHarness(t *testing.T) *fuzzHarness {
+func newFuzzHarness(t testing.TB) *fuzzHarness {
 	h := newHarness(t, nil)
 	secret, hash := newSecret()
 	now := time.Unix(h.now.Load(), 0)
