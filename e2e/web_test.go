@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -113,8 +114,13 @@ func TestWebPageFlow(t *testing.T) {
 	// 1. Ask for a sign-in link.
 	do("the sign-in page", chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.CSS("#email")))
 	shot("signin")
-	do("asking for a link", chromedp.SendKeys(chromedp.CSS("#email"), secretary), chromedp.Click(chromedp.CSS("#send")),
-		chromedp.WaitVisible(chromedp.CSS("p.message")))
+	// By keyboard alone: the first Tab reaches the skip link, Enter in
+	// the field sends the form.
+	do("tabbing", chromedp.KeyEvent("\t"))
+	if cls, err := chromedp.Run(ctx, chromedp.Evaluate[string]("document.activeElement.className")); err != nil || cls != "skip" {
+		t.Errorf("the first Tab focuses %q (%v), want the skip link", cls, err)
+	}
+	do("asking for a link", chromedp.SendKeys(chromedp.CSS("#email"), secretary+"\r"), chromedp.WaitVisible(chromedp.CSS("p.message")))
 	if got := text("p.message"); !strings.Contains(got, "sign-in link is on its way") {
 		t.Fatalf("after asking for a link: %q", got)
 	}
@@ -194,7 +200,7 @@ func TestWebPageFlow(t *testing.T) {
 
 	// 7. The token's page shows it used and the delivery complete, once
 	// the endpoint has logged the delivery settled.
-	w.rm.waitLog("token_id="+id, 30*time.Second)
+	waitLogLine(t, w.rm, 30*time.Second, "msg=delivery ", "token_id="+id, "complete=true")
 	do("the token page", chromedp.Navigate(base+"/tokens/"+id), chromedp.WaitVisible(chromedp.CSS("#state")))
 	body := text("main")
 	if !strings.Contains(body, "complete") || !strings.Contains(body, "3 delivered, 0 failed, 0 pending") || text("#state") != "used" {
@@ -209,6 +215,12 @@ func TestWebPageFlow(t *testing.T) {
 		t.Error("the token page shows the secret")
 	}
 	shot("token-used")
+	do("the token page in Norwegian", chromedp.Navigate(base+"/tokens/"+id+"?lang=nb"), chromedp.WaitVisible(chromedp.CSS("#state")))
+	if got := text("#state"); got != "brukt" {
+		t.Errorf("state in Bokmål: %q", got)
+	}
+	shot("token-used-nb")
+	do("back to English", chromedp.Navigate(base+"/tokens/"+id+"?lang=en"), chromedp.WaitVisible(chromedp.CSS("#state")))
 
 	// 8. Revoke another token, with the confirmation step.
 	do("a second token", chromedp.Navigate(base+"/lists/"+list+"/issue"), chromedp.WaitVisible(chromedp.CSS("#mode-list")),
@@ -237,6 +249,39 @@ func TestWebPageFlow(t *testing.T) {
 		t.Error("the daemon's log holds a secret")
 	}
 	t.Logf("screenshots in %s", shots)
+}
+
+// waitLogLine waits until one line of the daemon's log holds all of subs.
+func waitLogLine(t *testing.T, p *daemonProc, timeout time.Duration, subs ...string) {
+	t.Helper()
+	b := p.log
+	deadline := time.Now().Add(timeout)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cond == nil {
+		b.cond = sync.NewCond(&b.mu)
+	}
+	stop := time.AfterFunc(timeout, func() { b.mu.Lock(); b.cond.Broadcast(); b.mu.Unlock() })
+	defer stop.Stop()
+	for !hasLine(b.buf.String(), subs) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no log line with %q within %s", subs, timeout)
+		}
+		b.cond.Wait()
+	}
+}
+
+func hasLine(log string, subs []string) bool {
+next:
+	for _, line := range strings.Split(log, "\n") {
+		for _, s := range subs {
+			if !strings.Contains(line, s) {
+				continue next
+			}
+		}
+		return true
+	}
+	return false
 }
 
 func fmtShot(n int, name string) string {

@@ -74,10 +74,18 @@ func (s *DB) UseSignInLink(ctx context.Context, hash [32]byte, now time.Time) (s
 	return email, nil
 }
 
-// AddWebSession records a session for email by the hash of its secret.
+// AddWebSession records a session for email by the hash of its secret,
+// and forgets expired links and sessions (sessions made for a trusted
+// proxy's users come without a link).
 func (s *DB) AddWebSession(ctx context.Context, hash [32]byte, email string, now, expires time.Time) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO web_sessions (hash, email, created, expires) VALUES (?, ?, ?, ?)`,
-		hash[:], email, now.Unix(), expires.Unix())
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		if err := pruneWebTx(ctx, tx, now); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO web_sessions (hash, email, created, expires) VALUES (?, ?, ?, ?)`,
+			hash[:], email, now.Unix(), expires.Unix())
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("recording a session: %w", err)
 	}
