@@ -291,6 +291,10 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
 
 // mailLink makes a sign-in link for a and mails it, in the background.
 func (s *Server) mailLink(a address.Address, lang string, set Settings) {
+	if set.BaseURL == nil {
+		s.log.Error("no base URL for sign-in links; set web.base_url", "email", a.String())
+		return
+	}
 	select {
 	case s.slots <- struct{}{}:
 	default:

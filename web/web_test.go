@@ -284,3 +284,22 @@ func TestLanguage(t *testing.T) {
 		t.Fatalf("mail %+v", m)
 	}
 }
+
+func TestCookieSecureOverHTTPS(t *testing.T) {
+	for _, tt := range []struct {
+		base   string
+		secure bool
+	}{{"https://lists.example.org/", true}, {"http://127.0.0.1:8027/", false}} {
+		h := newHarness(t, func(s *Settings) {
+			s.BaseURL, _ = url.Parse(tt.base)
+			s.TrustedUserHeader = "X-Forwarded-User"
+			s.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+		})
+		r := h.browser().do(http.MethodGet, "/", nil, http.Header{"X-Forwarded-User": {alice}})
+		c := r.Header.Get("Set-Cookie")
+		if !strings.Contains(c, sessionCookie+"=") || !strings.Contains(c, "HttpOnly") || !strings.Contains(c, "SameSite=Strict") ||
+			strings.Contains(c, "Secure") != tt.secure {
+			t.Errorf("%s: Set-Cookie %q", tt.base, c)
+		}
+	}
+}
