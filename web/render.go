@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"html/template"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"golang.org/x/text/language"
@@ -29,7 +30,8 @@ func parsePages() (map[string]*template.Template, error) {
 // signed in, the CSRF token of their session, and the page's own data.
 type view struct {
 	Lang  string
-	Path  string // this page's path, for the language switch
+	Path  string // this page's path and query, for the language switch
+	Query url.Values
 	Who   *person
 	CSRF  string
 	Data  any
@@ -70,7 +72,7 @@ func (m message) title() string { return m.Title }
 // render writes page name with data, in the request's language.
 func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, name string, who *person, data any) {
 	lang := s.language(w, r)
-	v := &view{Lang: lang, Path: r.URL.Path, Who: who, Data: data, cat: catalog[lang]}
+	v := &view{Lang: lang, Path: r.URL.Path, Query: r.URL.Query(), Who: who, Data: data, cat: catalog[lang]}
 	if who != nil {
 		v.CSRF = who.csrf
 	}
@@ -118,5 +120,13 @@ func (s *Server) language(w http.ResponseWriter, r *http.Request) string {
 // Msg is a message page's sentence.
 func (v *view) Msg(m message) string { return v.T(m.Text, m.Args...) }
 
-// LangURL is this page in another language.
-func (v *view) LangURL(lang string) string { return v.Path + "?lang=" + lang }
+// LangURL is this page in another language (a sign-in link's page keeps
+// its link).
+func (v *view) LangURL(lang string) string {
+	q := url.Values{}
+	for k, vs := range v.Query {
+		q[k] = vs
+	}
+	q.Set("lang", lang)
+	return v.Path + "?" + q.Encode()
+}

@@ -303,3 +303,14 @@ func TestCookieSecureOverHTTPS(t *testing.T) {
 		}
 	}
 }
+
+func TestLanguageSwitchKeepsTheLink(t *testing.T) {
+	h := newHarness(t, nil)
+	b := h.browser()
+	link := b.linkFor(alice)
+	u, _ := url.Parse(link)
+	page := b.get(u.RequestURI())
+	if !strings.Contains(html.UnescapeString(page.Body), "/signin/link?lang=nb&t="+u.Query().Get("t")) {
+		t.Fatalf("the language switch drops the link:\n%s", page.Body)
+	}
+}
