@@ -58,11 +58,20 @@ func (m *signInMailer) Send(ctx context.Context, to address.Address, subject, bo
 	return nil
 }
 
-// composeMail writes the mail: UTF-8 text, quoted-printable (any relay
-// takes it), marked as automatic (RFC 3834) so that nobody auto-replies.
+// composeMail writes the mail, marked as automatic (RFC 3834) so that
+// nobody auto-replies. English text goes as 7bit, so that the link stays
+// whole in the raw message; other text as quoted-printable UTF-8, which any
+// relay takes.
 func composeMail(from, to address.Address, subject, body string, now time.Time, host string) ([]byte, error) {
 	id := make([]byte, 12)
 	_, _ = rand.Read(id)
+	body = strings.ReplaceAll(strings.ReplaceAll(body, "\r\n", "\n"), "\n", "\r\n")
+	plain := true
+	for _, line := range strings.Split(body, "\r\n") {
+		if len(line) > 998 || strings.IndexFunc(line, func(r rune) bool { return r > 126 || r < 32 && r != '\t' }) >= 0 {
+			plain = false
+		}
+	}
 	var b bytes.Buffer
 	hdr := func(k, v string) { b.WriteString(k + ": " + v + "\r\n") }
 	hdr("From", from.String())
@@ -72,11 +81,17 @@ func composeMail(from, to address.Address, subject, body string, now time.Time, 
 	hdr("Message-ID", "<signin."+hex.EncodeToString(id)+"@"+host+">")
 	hdr("Auto-Submitted", "auto-generated")
 	hdr("MIME-Version", "1.0")
+	if plain {
+		hdr("Content-Type", "text/plain; charset=us-ascii")
+		hdr("Content-Transfer-Encoding", "7bit")
+		b.WriteString("\r\n" + body)
+		return b.Bytes(), nil
+	}
 	hdr("Content-Type", "text/plain; charset=utf-8")
 	hdr("Content-Transfer-Encoding", "quoted-printable")
 	b.WriteString("\r\n")
 	qp := quotedprintable.NewWriter(&b)
-	if _, err := io.WriteString(qp, strings.ReplaceAll(strings.ReplaceAll(body, "\r\n", "\n"), "\n", "\r\n")); err != nil {
+	if _, err := io.WriteString(qp, body); err != nil {
 		return nil, fmt.Errorf("writing the sign-in mail: %w", err)
 	}
 	if err := qp.Close(); err != nil {

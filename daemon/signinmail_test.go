@@ -50,6 +50,9 @@ func TestSignInMailSigned(t *testing.T) {
 	if id := m.Header.Get("Message-Id"); !strings.HasPrefix(id, "<signin.") || !strings.HasSuffix(id, "@mx.example.org>") {
 		t.Errorf("Message-ID %q", id)
 	}
+	if m.Header.Get("Content-Transfer-Encoding") != "quoted-printable" {
+		t.Errorf("Norwegian text as %q", m.Header.Get("Content-Transfer-Encoding"))
+	}
 	got, _ := io.ReadAll(quotedprintable.NewReader(m.Body))
 	if string(got) != body {
 		t.Errorf("body %q, want %q", got, body)

@@ -298,7 +298,11 @@ func linkIn(t *testing.T, m testsmtp.Message) string {
 	if msg.Header.Get("Auto-Submitted") != "auto-generated" || msg.Header.Get("Message-Id") == "" || msg.Header.Get("Date") == "" {
 		t.Errorf("sign-in mail header %v", msg.Header)
 	}
-	body, err := io.ReadAll(quotedprintable.NewReader(msg.Body))
+	r := msg.Body
+	if msg.Header.Get("Content-Transfer-Encoding") == "quoted-printable" {
+		r = quotedprintable.NewReader(r)
+	}
+	body, err := io.ReadAll(r)
 	if err != nil {
 		t.Fatal(err)
 	}
