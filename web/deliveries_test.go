@@ -2,13 +2,16 @@ package web
 
 import (
 	"context"
+	"html"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/restrictedmail/restrictedmail/store"
+	"github.com/restrictedmail/restrictedmail/tokenops"
 )
 
 // TestDeliveriesAndAttention: a token's page shows each recipient as the
@@ -78,5 +81,43 @@ func TestUnknownRecipientState(t *testing.T) {
 	r := rcptRow{store.RecipientState{State: store.State(9)}}
 	if r.StateKey() != "rcpt.other" || !r.Other() || r.Class() != "wait" {
 		t.Fatalf("state 9: %s %v %s", r.StateKey(), r.Other(), r.Class())
+	}
+}
+
+// TestTokensPageByPage: a list's tokens come a page at a time, newest
+// first, with a link to the older ones.
+func TestTokensPageByPage(t *testing.T) {
+	h := newHarness(t, nil)
+	ops := tokenops.New(h.db, h.set.Tokens)
+	ids := map[string]bool{}
+	for range tokenops.DefaultPageSize + 5 {
+		is, err := ops.Issue(context.Background(), tokenops.IssueRequest{List: board})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[is.Record.ID] = true
+	}
+	b := h.browser()
+	b.signIn(alice)
+	seen := map[string]bool{}
+	path := "/lists/" + board + "/"
+	for pages := 0; path != ""; pages++ {
+		if pages > 2 {
+			t.Fatal("more pages than tokens")
+		}
+		body := b.get(path).Body
+		for _, m := range regexp.MustCompile(`<td><a href="/tokens/([a-z0-9]+)">`).FindAllStringSubmatch(body, -1) {
+			if seen[m[1]] {
+				t.Errorf("token %s on two pages", m[1])
+			}
+			seen[m[1]] = true
+		}
+		path = ""
+		if m := regexp.MustCompile(`href="(/lists/[^"]+after=[^"]+)">Older tokens<`).FindStringSubmatch(body); m != nil {
+			path = html.UnescapeString(m[1])
+		}
+	}
+	if len(seen) != len(ids) {
+		t.Fatalf("%d tokens shown over the pages, want %d", len(seen), len(ids))
 	}
 }
