@@ -146,7 +146,15 @@ func TestWebPageFlow(t *testing.T) {
 	// 4. Issue a token for three pasted recipients.
 	rcpts := []string{"r1@example.net", "r2@example.com", "r3@example.com"}
 	do("the issue form", chromedp.Navigate(base+"/lists/"+list+"/issue"), chromedp.WaitVisible(chromedp.CSS("#recipients")))
-	do("filling the form", chromedp.SendKeys(chromedp.CSS("#sender"), author), chromedp.Click(chromedp.CSS("#mode-pasted")),
+	// A mistake first: each wrong line is named, what was typed is kept.
+	do("a form with mistakes", chromedp.SendKeys(chromedp.CSS("#sender"), author), chromedp.Click(chromedp.CSS("#mode-pasted")),
+		chromedp.SendKeys(chromedp.CSS("#recipients"), "r1@example.net\nr2 at example.com"), chromedp.SetValue(chromedp.CSS("#uses"), "0"),
+		chromedp.Click(chromedp.CSS("#submit")), chromedp.WaitVisible(chromedp.CSS("p.error[role=alert]")))
+	if got := text("#rcpt-err"); !strings.Contains(got, `Line 2: "r2 at example.com"`) {
+		t.Errorf("line errors: %q", got)
+	}
+	shot("issue-mistakes")
+	do("filling the form", chromedp.Clear(chromedp.CSS("#recipients")), chromedp.SetValue(chromedp.CSS("#uses"), "1"),
 		chromedp.SendKeys(chromedp.CSS("#recipients"), strings.Join(rcpts, "\n")))
 	shot("issue")
 	do("issuing", chromedp.Click(chromedp.CSS("#submit")), chromedp.WaitVisible(chromedp.CSS("#token")))
