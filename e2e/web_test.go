@@ -158,6 +158,11 @@ func TestWebPageFlow(t *testing.T) {
 		chromedp.SendKeys(chromedp.CSS("#recipients"), strings.Join(rcpts, "\n")))
 	shot("issue")
 	do("issuing", chromedp.Click(chromedp.CSS("#submit")), chromedp.WaitVisible(chromedp.CSS("#token")))
+	// The page's one script ran under its Content-Security-Policy: a copy
+	// button beside the token, the header field and the address.
+	if n, err := chromedp.Run(ctx, chromedp.Evaluate[int]("document.querySelectorAll('button.copy').length")); err != nil || n != 3 {
+		t.Errorf("%d copy buttons (%v), want 3", n, err)
+	}
 	shot("issued")
 	tok := text("#token")
 	id := strings.TrimPrefix(mustLocation(t, ctx, "#view"), "/tokens/")

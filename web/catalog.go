@@ -153,6 +153,8 @@ var catalog = map[string]map[string]string{
 		"issued.rekey.hint":       "Lost the file? On the token's page, “New token file” makes a new one and voids this one.",
 		"issued.view":             "Follow the token",
 		"issued.back":             "All tokens of the list",
+		"copy.button":             "Copy",
+		"copy.done":               "Copied",
 
 		"notfound.title":        "Not found",
 		"notfound.text":         "There is nothing here, or it is not yours to see.",
@@ -317,6 +319,8 @@ var catalog = map[string]map[string]string{
 		"issued.rekey.hint":       "Mistet filen? På tokenets side lager «Ny tokenfil» en ny og gjør denne ugyldig.",
 		"issued.view":             "Følg tokenet",
 		"issued.back":             "Alle tokener for listen",
+		"copy.button":             "Kopier",
+		"copy.done":               "Kopiert",
 
 		"notfound.title":        "Finnes ikke",
 		"notfound.text":         "Det er ingenting her, eller det er ikke ditt å se.",

@@ -214,7 +214,7 @@ var (
 	csrfRe  = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
 	linkRe  = regexp.MustCompile(`http://\S+/signin/link\?t=[A-Za-z0-9_-]+`)
 	hiddenT = regexp.MustCompile(`name="t" value="([^"]+)"`)
-	tokenRe = regexp.MustCompile(`id="token">([a-z0-9]+)<`)
+	tokenRe = regexp.MustCompile(`id="token"[^>]*>([a-z0-9]+)<`)
 	idRe    = regexp.MustCompile(`action="/tokens/([^/"]+)/file"`)
 )
 

@@ -7,8 +7,9 @@
 // tokenops — the one implementation of every token operation — for the
 // work. It is served under / on the API's listener.
 //
-// Pages work without JavaScript and carry a strict Content-Security-Policy
-// (no inline script or style), Cache-Control: no-store (a token secret is
+// Pages work without JavaScript (one small script of its own adds copy
+// buttons) and carry a strict Content-Security-Policy (no inline script or
+// style), Cache-Control: no-store (a token secret is
 // shown once, on the page right after issuing or re-keying, and must not
 // stay in a cache) and Referrer-Policy: no-referrer (a sign-in link's
 // secret is in its URL). State-changing requests pass Go's
@@ -215,9 +216,10 @@ func (s *Server) routes() http.Handler {
 	return secure(cop.Handler(mux))
 }
 
-// csp allows the page's own stylesheet and nothing else: no script, no
-// inline style, no framing, forms posted only to the page itself.
-const csp = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+// csp allows the page's own stylesheet and its one small script (copy
+// buttons) and nothing else: no inline script or style, no framing, forms
+// posted only to the page itself.
+const csp = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 
 // secure sets the headers every answer carries.
 func secure(h http.Handler) http.Handler {

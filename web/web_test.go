@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -26,7 +27,7 @@ func TestHeadersOnEveryPage(t *testing.T) {
 				t.Errorf("%s: %s = %q, want %q", path, k, got, want)
 			}
 		}
-		if strings.Contains(r.Body, "<script") || strings.Contains(r.Body, "style=") {
+		if strings.Contains(r.Body, "<script>") || strings.Contains(r.Body, "style=") || strings.Contains(r.Body, " on") && regexp.MustCompile(` on[a-z]+=`).MatchString(r.Body) {
 			t.Errorf("%s has inline script or style", path)
 		}
 	}
