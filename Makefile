@@ -50,6 +50,7 @@ fuzz:
 	GO=$(GO) FUZZTIME=$(FUZZTIME) .ci/fuzz-one FuzzIndexAgreesWithListFor ./milter
 	GO=$(GO) FUZZTIME=$(FUZZTIME) .ci/fuzz-one FuzzWrite ./rewrite
 	GO=$(GO) FUZZTIME=$(FUZZTIME) .ci/fuzz-one FuzzDecodeIssue ./api
+	GO=$(GO) FUZZTIME=$(FUZZTIME) .ci/fuzz-one FuzzIssueForm ./web
 
 # README "Reliability": the fault scenarios, the hostile corpus and the leak
 # checks, verbosely, then the fuzz targets; prints the table of their figures.

@@ -32,6 +32,7 @@ type Config struct {
 	Postfix            Postfix `toml:"postfix"`
 	API                API     `toml:"api"`
 	Reports            Reports `toml:"reports"`
+	Web                Web     `toml:"web"`
 	DKIM               []DKIM  `toml:"dkim"`
 	Lists              []List  `toml:"lists"`
 	// Webhooks receive signed events of deliveries and tokens (api.go).
@@ -187,6 +188,8 @@ type List struct {
 	// which sees recipients before aliases are expanded, judges them as the
 	// list. An alias not declared is a problem check-postfix reports.
 	Aliases []string `toml:"aliases"`
+	// Owners may sign in to the web page and manage this list's tokens.
+	Owners []string `toml:"owners"`
 
 	Addr   address.Address `toml:"-"`
 	Bounce address.Address `toml:"-"`
@@ -194,6 +197,8 @@ type List struct {
 	BounceFwd address.Address `toml:"-"`
 	// AliasAddrs are the parsed Aliases.
 	AliasAddrs []address.Address `toml:"-"`
+	// OwnerAddrs are the parsed Owners.
+	OwnerAddrs []address.Address `toml:"-"`
 	// Members are the recipients and the recipients_file's addresses,
 	// deduplicated, in canonical form (ASCII domain). Read-only: deliveries
 	// share the slice.
@@ -235,6 +240,7 @@ func Default() *Config {
 			ShutdownTimeout: Duration(30 * time.Second),
 		},
 		API: defaultAPI(),
+		Web: defaultWeb(),
 		Relay: Relay{
 			Address:        "127.0.0.1:10026",
 			TLS:            "none",

@@ -24,6 +24,9 @@ var reloadable = []string{
 	// on reload (renewals), TLS on or off is checked by the daemon.
 	"api.allowed_networks", "api.Networks", "api.tls_cert_file", "api.tls_key_file", "api.Certificate",
 	"api.max_body_size", "api.auth_failure_limit", "api.auth_failure_window", "api.auth_failure_block", "api.auth_failure_delay",
+	// [web]: read per request from the configuration in force.
+	"web.base_url", "web.Base", "web.admins", "web.AdminAddrs", "web.trusted_user_header", "web.trusted_proxies", "web.Proxies",
+	"web.session_lifetime", "web.sign_in_from", "web.From",
 }
 
 // restartSections are the sections checked field by field.
@@ -34,6 +37,7 @@ var restartSections = map[string]reflect.Type{
 	"lmtp":   reflect.TypeFor[LMTP](),
 	"http":   reflect.TypeFor[HTTP](),
 	"api":    reflect.TypeFor[API](),
+	"web":    reflect.TypeFor[Web](),
 }
 
 // restartKeys returns the dotted keys tagged reload:"restart" in t, and
@@ -212,6 +216,9 @@ func TestKeepRestartOnly(t *testing.T) {
 			checkApplied: func(c *Config) bool { return c.LMTP.ShutdownTimeout.String() == "1m0s" }},
 		{name: "api.listen", now: `api.listen = "inet:127.0.0.1:8027"`,
 			want: []change{{"api.listen", `""`, "inet:127.0.0.1:8027"}}},
+		{name: "web.enabled", was: "api.listen = \"inet:127.0.0.1:8027\"\nweb.base_url = \"http://127.0.0.1:8027/\"\nweb.admins = [\"a@example.org\"]",
+			now:  "api.listen = \"inet:127.0.0.1:8027\"\nweb.base_url = \"http://127.0.0.1:8027/\"\nweb.admins = [\"a@example.org\"]\nweb.enabled = true",
+			want: []change{{"web.enabled", "false", "true"}}},
 		{name: "lmtp.give_up_after", now: `lmtp.give_up_after = "1d"`,
 			checkApplied: func(c *Config) bool { return c.LMTP.GiveUpAfter.String() == "24h0m0s" }},
 

@@ -70,6 +70,7 @@ func (v *validator) validate() {
 	v.tokens()
 	v.dkim()
 	v.lists()
+	v.web() // web.go: after the lists, whose owners and bounce addresses it reads
 }
 
 // minLease keeps a lease's renewals (every third) a second apart or more.

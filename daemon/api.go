@@ -15,6 +15,7 @@ import (
 	"github.com/restrictedmail/restrictedmail/config"
 	"github.com/restrictedmail/restrictedmail/internal/generation"
 	"github.com/restrictedmail/restrictedmail/tokenops"
+	"github.com/restrictedmail/restrictedmail/web"
 	"github.com/restrictedmail/restrictedmail/webhook"
 )
 
@@ -27,6 +28,7 @@ type apiSide struct {
 	apiTLS  bool                            // TLS was on at start (turning it on or off needs a restart)
 	cert    atomic.Pointer[tls.Certificate] // the certificate in force; a reload reads it again
 	hooks   *webhook.Dispatcher
+	web     *web.Server // nil unless [web] enabled (web.go)
 }
 
 // startAPI starts the API listener and the webhook dispatcher of cfg.
@@ -52,6 +54,11 @@ func (d *Daemon) startAPI(ctx context.Context, cfg *config.Config) error {
 		Limits:   generation.APILimits(cfg),
 		Logger:   alog,
 	})
+	handler, err := d.webHandler(cfg)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("web page: %w", err)
+	}
 	nets := func() []config.NetworkSpec { return d.Config().API.Networks }
 	ln = allowOnly(ln, nets, alog)
 	if cfg.API.TLS() {
@@ -63,7 +70,7 @@ func (d *Daemon) startAPI(ctx context.Context, cfg *config.Config) error {
 		})
 	}
 	d.apiHTTP = &http.Server{
-		Handler:           d.api,
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -109,6 +116,7 @@ func (d *Daemon) shutdownAPI(ctx context.Context) error {
 	if err != nil {
 		d.apiHTTP.Close()
 	}
+	d.stopWeb()
 	return err
 }
 

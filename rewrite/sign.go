@@ -101,3 +101,20 @@ func (d *dkimSigner) close() {
 		_ = d.s.Close()
 	}
 }
+
+// Sign returns the DKIM-Signature field (with its CRLF) that key makes
+// for msg, a whole message with CRLF line endings, signed as the copies
+// are: the mails restrictedmail writes itself (sign-in links) pass DMARC
+// the same way.
+func Sign(key *Key, msg []byte) (string, error) {
+	s, err := newSigner(key)
+	if err != nil {
+		return "", err
+	}
+	d := &dkimSigner{s: s}
+	defer d.close()
+	if _, err := s.Write(msg); err != nil {
+		return "", fmt.Errorf("signing: %w", err)
+	}
+	return d.finish()
+}

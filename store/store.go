@@ -29,7 +29,8 @@ import (
 	"sync"
 	"time"
 
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
+	"modernc.org/sqlite" // registers the "sqlite" driver
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // DefaultBusyTimeout is how long a writer waits for another to finish
@@ -109,11 +110,31 @@ func OpenWith(ctx context.Context, path string, o Options) (*DB, error) {
 		return nil, fmt.Errorf("opening store %s: %w", path, err)
 	}
 	s := &DB{db: db}
-	if err := s.migrate(ctx); err != nil {
+	if err := s.migrateSQLite(ctx, o); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("opening store %s: %w", path, err)
 	}
 	return s, nil
+}
+
+// migrateSQLite is migrate, tried again while SQLite answers busy for up
+// to the busy timeout. Processes opening a new database at once race to
+// switch it to WAL, and SQLite answers the losers with SQLITE_BUSY without
+// calling the busy handler; once the winner is done, opening succeeds.
+func (s *DB) migrateSQLite(ctx context.Context, o Options) error {
+	deadline := time.Now().Add(time.Duration(o.busyTimeoutMillis()) * time.Millisecond)
+	for wait := time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {
+		err := s.migrate(ctx)
+		var se *sqlite.Error
+		if err == nil || !errors.As(err, &se) || se.Code()&0xff != sqlite3.SQLITE_BUSY || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+	}
 }
 
 // Close closes the database.
@@ -161,8 +182,10 @@ var migrations = []string{
 	apiMigration,
 	// 4: leases and the Message-ID key for several hosts (lease.go).
 	leaseMigration,
-	// 4: bounce tags, bounce states, delivery reports (bounces.go).
+	// 5: bounce tags, bounce states, delivery reports (bounces.go).
 	bouncesMigration,
+	// 6: the web page: sign-in links and sessions (web.go).
+	webMigration,
 }
 
 func (s *DB) migrate(ctx context.Context) error {

@@ -21,7 +21,7 @@ var layers = []struct {
 	{"tokens", []string{"token"}},
 	{"core", []string{"policy", "rewrite", "relay", "store", "store/storetest", "delivery", "dkimkey", "tokenops", "apikey", "notice", "bounce"}},
 	{"configuration", []string{"config"}},
-	{"adapters", []string{"milter", "lmtp", "metrics", "api", "webhook", "postfixcheck"}},
+	{"adapters", []string{"milter", "lmtp", "metrics", "api", "web", "webhook", "postfixcheck"}},
 	{"wiring", []string{"internal/generation", "daemon", "internal/dryrun", "internal/demo", "cmd/restrictedmail"}},
 }
 
