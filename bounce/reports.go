@@ -189,7 +189,7 @@ func Text(dd store.DeliveryDetail, seq int) (string, bool) {
 	}
 	var b strings.Builder
 	if seq > 0 {
-		b.WriteString("An update: bounces arrived after the first report.\n\n")
+		b.WriteString("Bounces arrived after your message went out; this is where it stands now.\n\n")
 	}
 	fmt.Fprintf(&b, "Your message to %s of %s reached %d of %d recipients.\n",
 		displayList(dd.List), dd.Created.UTC().Format("2 Jan 2006 15:04 MST"), c.Delivered, total)

@@ -19,22 +19,31 @@ var taggedBounce = regexp.MustCompile(`^board-bounces\+([a-z2-7]{10})@example\.o
 
 var bounceMembers = []string{"b1@example.net", "b2@example.com", "b3@example.com", "b4@example.net", "b5@example.com"}
 
-// TestBouncesThroughPostfix: a tokened message to a list of five, asking
-// for a summary report; the relay takes every copy and the sender's first
-// report says 5 of 5. Then, through Postfix (so that transport_maps routes
-// the tagged bounce addresses to the endpoint, past the milter): an RFC
-// 3464 5.1.1 for one recipient, an Exim-shaped bounce for a second, an RFC
-// 3464 delay 4.4.1 for a third — and a DSN with a forged tag, a DSN for a
-// stranger, an auto-reply, and a bounce of the report itself, none of
-// which may change anything. The journal shows two bounced and one
-// delayed; `delivery show` prints them; the follow-up report says 3 of 5
-// and names the two, and each report arrives once.
+// TestBouncesThroughPostfix: a tokened message to a list of five; the
+// relay takes every copy. Then, through Postfix (so that transport_maps
+// routes the tagged bounce addresses to the endpoint, past the milter): an
+// RFC 3464 5.1.1 for one recipient, an Exim-shaped bounce for a second, an
+// RFC 3464 delay 4.4.1 for a third — and a DSN with a forged tag, a DSN
+// for a stranger, an auto-reply, and a bounce of the report itself, none
+// of which may change anything. The journal shows two bounced and one
+// delayed; `delivery show` prints them; the report says 3 of 5 and names
+// the two. With report = "failures" that report arrives once, and nothing
+// before it (the fan-out itself failed nobody); with "summary" a first
+// report says 5 of 5 after the fan-out and the follow-up arrives once.
 func TestBouncesThroughPostfix(t *testing.T) {
 	t.Parallel()
+	for _, mode := range []string{"failures", "summary"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			testBouncesThroughPostfix(t, mode)
+		})
+	}
+}
+
+func testBouncesThroughPostfix(t *testing.T, mode string) {
 	w := newWorld(t, worldOpts{milter: true, members: bounceMembers,
 		extra: "[reports]\nwindow = \"1s\"\npoll_interval = \"100ms\"\n"})
-	tok, file := w.issueCLI("--report", "summary")
-	_ = tok
+	_, file := w.issueCLI("--report", mode)
 	res := w.submit(author, []string{list}, fileMessage(file))
 	if res.Data != nil {
 		t.Fatalf("Postfix refused the tokened message: %v (rcpt %v)", res.Data, res.Rcpt)
@@ -52,10 +61,28 @@ func TestBouncesThroughPostfix(t *testing.T) {
 		}
 	}
 
-	// The first report, once the fan-out completed.
-	first := waitReports(t, w.relay, 1)
-	if !strings.Contains(first[0], "reached 5 of 5 recipients") {
-		t.Errorf("first report:\n%s", first[0])
+	db, err := store.Open(context.Background(), w.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	// Postfix's queue empties at the endpoint's 250, which follows the
+	// commit that completed the delivery and made its report due.
+	w.pf.WaitQueueEmpty(t, waitMail)
+	wantReports := 1
+	if mode == "summary" {
+		// The first report, once the fan-out completed.
+		first := waitReports(t, w.relay, 1)
+		if !strings.Contains(first[0], "reached 5 of 5 recipients") {
+			t.Errorf("first report:\n%s", first[0])
+		}
+		wantReports = 2
+	} else {
+		// The fan-out's report had nothing to say: it is settled unsent.
+		waitNoReportsDue(t, db)
+		if n := len(reportTexts(w.relay)); n != 0 {
+			t.Fatalf("%d reports after a fan-out that failed nobody, with report = \"failures\"", n)
+		}
 	}
 
 	dsns := []struct {
@@ -84,8 +111,8 @@ func TestBouncesThroughPostfix(t *testing.T) {
 	w.rm.waitLog("no delivery tag: it names no delivery) dropped", waitMail)
 
 	// The follow-up: 3 of 5, naming the two that failed.
-	reports := waitReports(t, w.relay, 2)
-	follow := reports[1]
+	reports := waitReports(t, w.relay, wantReports)
+	follow := reports[wantReports-1]
 	for _, want := range []string{"reached 3 of 5 recipients", "b1@example.net", "5.1.1", "b2@example.com", "b3@example.com"} {
 		if !strings.Contains(follow, want) {
 			t.Errorf("follow-up report lacks %q:\n%s", want, follow)
@@ -97,11 +124,6 @@ func TestBouncesThroughPostfix(t *testing.T) {
 		}
 	}
 
-	db, err := store.Open(context.Background(), w.db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
 	ds, err := db.ListDeliveries(context.Background(), store.DeliveryQuery{})
 	if err != nil || len(ds) != 1 {
 		t.Fatalf("deliveries %v, %v; want 1", ds, err)
@@ -126,18 +148,9 @@ func TestBouncesThroughPostfix(t *testing.T) {
 	}
 	// Nothing more is due once the follow-up is recorded as sent: the
 	// bounce of the report made no report, and the follow-up was the last.
-	for deadline := time.Now().Add(waitMail); ; {
-		due, err := db.DueReports(context.Background(), time.Now().Add(24*time.Hour), 10)
-		if err == nil && len(due) == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("reports still due: %v, %v", due, err)
-		}
-		time.Sleep(20 * time.Millisecond) // polling the store's state, bounded by the deadline
-	}
-	if n := len(reportTexts(w.relay)); n != 2 {
-		t.Errorf("%d reports at the relay, want 2 (after the fan-out, and one follow-up)", n)
+	waitNoReportsDue(t, db)
+	if n := len(reportTexts(w.relay)); n != wantReports {
+		t.Errorf("%d reports at the relay, want %d", n, wantReports)
 	}
 
 	out, err := exec.Command(binary, "delivery", "show", "--config", w.conf, ds[0].ID).CombinedOutput()
@@ -158,6 +171,22 @@ func TestBouncesThroughPostfix(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "b1@example.net") || !strings.Contains(string(out), "b2@example.com") ||
 		strings.Contains(string(out), "b3@example.com") {
 		t.Errorf("recipients bouncing: %v\n%s", err, out)
+	}
+}
+
+// waitNoReportsDue waits until the store holds no report due, now or
+// later: each was sent or settled with nothing to say.
+func waitNoReportsDue(t *testing.T, db *store.DB) {
+	t.Helper()
+	for deadline := time.Now().Add(waitMail); ; {
+		due, err := db.DueReports(context.Background(), time.Now().Add(24*time.Hour), 10)
+		if err == nil && len(due) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("reports still due: %v, %v", due, err)
+		}
+		time.Sleep(20 * time.Millisecond) // polling the store's state, bounded by the deadline
 	}
 }
 
