@@ -264,7 +264,14 @@ func (a *audit) report(maxDup int) figures {
 // read from the store as another process would.
 func delivered(t *testing.T, path string) int {
 	t.Helper()
-	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro&_pragma=busy_timeout(5000)")
+	return journalDelivered(t, "sqlite", "file:"+path+"?mode=ro&_pragma=busy_timeout(5000)")
+}
+
+// journalDelivered counts the recipients the journal of the database
+// driver and dsn name records as delivered.
+func journalDelivered(t *testing.T, driver, dsn string) int {
+	t.Helper()
+	db, err := sql.Open(driver, dsn)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"database/sql"
 	"fmt"
 	"testing"
 
@@ -21,21 +20,9 @@ func sharedPostgres(t *testing.T) sharedStore {
 	pg := pgtest.New(t)
 	url := pg.NewDB(t)
 	return sharedStore{
-		name: "postgres",
-		toml: fmt.Sprintf("url = %q\nconnect_timeout = \"2s\"", url),
-		delivered: func(t *testing.T) int {
-			t.Helper()
-			db, err := sql.Open("pgx", url)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer db.Close()
-			var n int
-			if err := db.QueryRow(`SELECT COUNT(*) FROM delivery_recipients WHERE state = 1`).Scan(&n); err != nil {
-				t.Fatalf("reading the journal: %v", err)
-			}
-			return n
-		},
+		name:      "postgres",
+		toml:      fmt.Sprintf("url = %q\nconnect_timeout = \"2s\"", url),
+		delivered: func(t *testing.T) int { return journalDelivered(t, "pgx", url) },
 		outage: func(t *testing.T) func() {
 			if err := pg.Stop(); err != nil {
 				t.Errorf("no outage: %v", err)
