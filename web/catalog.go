@@ -66,7 +66,7 @@ var catalog = map[string]map[string]string{
 		"col.actions":    "Actions",
 		"col.recipients": "Recipients",
 		"col.recipient":  "Recipient",
-		"col.reply":      "Relay's reply",
+		"col.reply":      "What the mail servers said",
 		"col.updated":    "When",
 
 		"token.title":        "Token",
@@ -76,6 +76,7 @@ var catalog = map[string]map[string]string{
 		"token.own":          "%d chosen for this token",
 		"token.listrcpts":    "the list's (%d)",
 		"token.hide":         "Sender hidden",
+		"token.report":       "Report to the sender",
 		"token.deliveries":   "Deliveries",
 		"token.nodeliveries": "Nothing was sent with this token yet.",
 
@@ -85,11 +86,20 @@ var catalog = map[string]map[string]string{
 		"delivery.counts":     "%d delivered, %d failed, %d pending.",
 		"delivery.caption":    "Recipients of this mail",
 		"delivery.truncated":  "More recipients than shown here; the failed ones are listed first.",
+		"delivery.bounced":    "%d of the failed bounced: our relay handed the copy on, but the recipient's mail server reported later that it could not deliver it.",
+		"delivery.delayed":    "%d of the delivered are delayed: the recipient's mail server has not delivered the copy yet and is still trying.",
 
 		"rcpt.pending":   "pending",
 		"rcpt.delivered": "delivered",
 		"rcpt.failed":    "failed",
+		"rcpt.bounced":   "bounced",
+		"rcpt.delayed":   "delayed",
+		"rcpt.reported":  "reported later by the recipient's mail server",
 		"rcpt.other":     "other",
+
+		"report.none":     "none",
+		"report.summary":  "after every mail: how many it reached, and who failed",
+		"report.failures": "only when a copy failed or is delayed",
 
 		"revoke.title":    "Revoke the token?",
 		"revoke.question": "Token %s for %s will stop working at once: mail carrying it is refused. This cannot be undone.",
@@ -116,6 +126,9 @@ var catalog = map[string]map[string]string{
 		"issue.pasted":      "Addresses",
 		"issue.pasted.hint": "One address per line (commas also separate).",
 		"issue.hide":        "Hide the sender: copies come from the list, without a Reply-To to the sender",
+		"issue.report":      "Delivery report to the sender",
+		"issue.report.hint": "A mail to the sender once the copies have gone out, saying which recipients they reached.",
+		"issue.report.list": "The list's setting (%s)",
 		"issue.submit":      "Issue the token",
 		"issue.err.summary": "The token was not issued. Correct the fields marked below.",
 		"issue.err.sender":  "Not an e-mail address.",
@@ -129,6 +142,7 @@ var catalog = map[string]map[string]string{
 		"issue.err.line":    "Line %d: %q is not an e-mail address.",
 		"issue.err.both":    "You pasted addresses but chose the list's recipients: choose one.",
 		"issue.err.refused": "Not accepted.",
+		"issue.err.report":  "Choose one of the reports offered.",
 
 		"issued.title":            "Token issued",
 		"issued.rekeyed":          "New token file",
@@ -232,7 +246,7 @@ var catalog = map[string]map[string]string{
 		"col.actions":    "Handlinger",
 		"col.recipients": "Mottakere",
 		"col.recipient":  "Mottaker",
-		"col.reply":      "Svar fra reléet",
+		"col.reply":      "Svar fra e-posttjenerne",
 		"col.updated":    "Når",
 
 		"token.title":        "Token",
@@ -242,6 +256,7 @@ var catalog = map[string]map[string]string{
 		"token.own":          "%d valgt for dette tokenet",
 		"token.listrcpts":    "listens (%d)",
 		"token.hide":         "Skjult avsender",
+		"token.report":       "Rapport til avsenderen",
 		"token.deliveries":   "Utsendinger",
 		"token.nodeliveries": "Ingenting er sendt med dette tokenet ennå.",
 
@@ -251,11 +266,20 @@ var catalog = map[string]map[string]string{
 		"delivery.counts":     "%d levert, %d mislyktes, %d venter.",
 		"delivery.caption":    "Mottakere av denne e-posten",
 		"delivery.truncated":  "Flere mottakere enn vist her; de mislykkede står først.",
+		"delivery.bounced":    "%d av de mislykkede kom i retur: reléet vårt sendte kopien videre, men mottakerens e-posttjener meldte senere at den ikke kunne levere den.",
+		"delivery.delayed":    "%d av de leverte er forsinket: mottakerens e-posttjener har ikke levert kopien ennå og prøver fortsatt.",
 
 		"rcpt.pending":   "venter",
 		"rcpt.delivered": "levert",
 		"rcpt.failed":    "mislyktes",
+		"rcpt.bounced":   "i retur",
+		"rcpt.delayed":   "forsinket",
+		"rcpt.reported":  "meldt senere av mottakerens e-posttjener",
 		"rcpt.other":     "annet",
+
+		"report.none":     "ingen",
+		"report.summary":  "etter hver e-post: hvor mange den nådde, og hvem som mislyktes",
+		"report.failures": "bare når en kopi mislyktes eller er forsinket",
 
 		"revoke.title":    "Trekke tilbake tokenet?",
 		"revoke.question": "Token %s for %s slutter å virke med en gang: e-post med det blir avvist. Dette kan ikke angres.",
@@ -282,6 +306,9 @@ var catalog = map[string]map[string]string{
 		"issue.pasted":      "Adresser",
 		"issue.pasted.hint": "Én adresse per linje (komma skiller også).",
 		"issue.hide":        "Skjul avsenderen: kopiene kommer fra listen, uten Reply-To til avsenderen",
+		"issue.report":      "Leveringsrapport til avsenderen",
+		"issue.report.hint": "En e-post til avsenderen når kopiene er sendt, om hvilke mottakere de nådde.",
+		"issue.report.list": "Listens innstilling (%s)",
 		"issue.submit":      "Lag tokenet",
 		"issue.err.summary": "Tokenet ble ikke laget. Rett feltene som er merket nedenfor.",
 		"issue.err.sender":  "Ikke en e-postadresse.",
@@ -295,6 +322,7 @@ var catalog = map[string]map[string]string{
 		"issue.err.line":    "Linje %d: %q er ikke en e-postadresse.",
 		"issue.err.both":    "Du limte inn adresser, men valgte listens mottakere: velg ett av dem.",
 		"issue.err.refused": "Ikke godtatt.",
+		"issue.err.report":  "Velg en av rapportene som tilbys.",
 
 		"issued.title":            "Tokenet er laget",
 		"issued.rekeyed":          "Ny tokenfil",

@@ -75,7 +75,7 @@ func TestDeliveriesAndAttention(t *testing.T) {
 	}
 }
 
-// A recipient state added later (bounced, delayed) shows as what it is,
+// A recipient state added later (after bounced and delayed) shows as what it is,
 // not as one of the known ones.
 func TestUnknownRecipientState(t *testing.T) {
 	r := rcptRow{store.RecipientState{State: store.State(9)}}

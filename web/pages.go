@@ -34,19 +34,39 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request, p *person, set
 		s.internalError(w, r, p, "reading the lists", err)
 		return
 	}
-	failed, err := s.opts.Store.FailedRecipients(r.Context(), s.opts.Now().Add(-failedSince))
+	since := s.opts.Now().Add(-failedSince)
+	failed, err := s.opts.Store.FailedRecipients(r.Context(), since)
 	if err != nil {
 		s.internalError(w, r, p, "reading the lists", err)
 		return
 	}
 	rows := make([]listRow, 0, len(infos))
 	for _, in := range infos {
-		rows = append(rows, listRow{ListInfo: in, Failed: failed[in.Key]})
+		bounced, err := s.bounced(r, in.Key, since)
+		if err != nil {
+			s.internalError(w, r, p, "reading the lists", err)
+			return
+		}
+		rows = append(rows, listRow{ListInfo: in, Failed: failed[in.Key] + bounced})
 	}
 	slices.SortStableFunc(rows, func(a, b listRow) int {
 		return cmp.Or(cmp.Compare(b.Failed, a.Failed), cmp.Compare(b.PendingDeliveries, a.PendingDeliveries))
 	})
 	s.render(w, r, http.StatusOK, "overview", p, overviewData{Lists: rows})
+}
+
+// bounced counts the recipients of list's deliveries since since that
+// bounced: accepted by the relay, reported failed later, and as failed to
+// the person as those the relay refused. FailedRecipients counts only the
+// latter; the journal's per-delivery counts have the former, read for the
+// newest maxCountedDeliveries deliveries.
+func (s *Server) bounced(r *http.Request, list string, since time.Time) (int64, error) {
+	ds, err := s.opts.Store.ListDeliveries(r.Context(), store.DeliveryQuery{List: list, Since: since, Limit: maxCountedDeliveries})
+	var n int64
+	for _, d := range ds {
+		n += int64(d.Counts.Bounced)
+	}
+	return n, err
 }
 
 // tokenRow is a token as the pages show it.
@@ -167,6 +187,10 @@ func (r rcptRow) StateKey() string {
 		return "rcpt.delivered"
 	case store.Failed:
 		return "rcpt.failed"
+	case store.Bounced:
+		return "rcpt.bounced"
+	case store.Delayed:
+		return "rcpt.delayed"
 	}
 	return "rcpt.other"
 }
@@ -176,10 +200,16 @@ func (r rcptRow) Class() string {
 	switch r.State {
 	case store.Delivered:
 		return "ok"
-	case store.Failed:
+	case store.Failed, store.Bounced:
 		return "bad"
 	}
 	return "wait"
+}
+
+// Reported: the receiving side's report (a bounce or a delay) is what
+// the page shows of the recipient, rather than the relay's reply.
+func (r rcptRow) Reported() bool {
+	return (r.State == store.Bounced || r.State == store.Delayed) && (r.BounceStatus != "" || r.BounceDetail != "")
 }
 
 // UpdatedAt is when the recipient's state was last set.
@@ -199,6 +229,9 @@ type tokenData struct {
 	Token      tokenRow
 	Deliveries []deliveryRow
 	Notice     string
+	// Report is the catalog key of the token's own report setting, ""
+	// when it takes the list's (ListReport).
+	Report, ListReport string
 }
 
 func (tokenData) title() string { return "token.title" }
@@ -214,7 +247,7 @@ func (s *Server) tokenPage(w http.ResponseWriter, r *http.Request, p *person, se
 		s.internalError(w, r, p, "reading deliveries", err)
 		return
 	}
-	data := tokenData{List: *l, Token: *t}
+	data := tokenData{List: *l, Token: *t, Report: reportKey(t.Report), ListReport: listReportKey(set, *l)}
 	if r.URL.Query().Get("done") == "revoked" {
 		data.Notice = "token.revoked"
 	}
