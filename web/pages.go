@@ -220,6 +220,18 @@ type deliveryRow struct {
 	Rcpts []rcptRow
 }
 
+// Reported: the receiving side reported on some recipients (bounced or
+// delayed), so the page counts them apart rather than as the journal's
+// failed and delivered, which include them.
+func (d deliveryRow) Reported() bool { return d.Counts.Bounced > 0 || d.Counts.Delayed > 0 }
+
+// OnlyDelivered and RelayFailed are the journal's delivered without the
+// delayed and failed without the bounced, as the rows show them.
+func (d deliveryRow) OnlyDelivered() int { return d.Counts.Delivered - d.Counts.Delayed }
+
+// RelayFailed: see OnlyDelivered.
+func (d deliveryRow) RelayFailed() int { return d.Counts.Failed - d.Counts.Bounced }
+
 // CreatedAt and CompletedAt are for the page.
 func (d deliveryRow) CreatedAt() string   { return when(d.Created) }
 func (d deliveryRow) CompletedAt() string { return when(d.Completed) }
