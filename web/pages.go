@@ -365,6 +365,9 @@ func (t tokenRow) Active() bool { return t.State == store.StateActive }
 // Other: a recipient state this page has no words for.
 func (r rcptRow) Other() bool { return r.StateKey() == "rcpt.other" }
 
+// Number is the state's number in the journal, what "other" shows.
+func (r rcptRow) Number() int { return int(r.State) }
+
 // TitleKey, QuestionKey and ButtonKey are the confirmation's words.
 func (c confirmData) TitleKey() string {
 	if c.Action == "revoke" {
