@@ -143,9 +143,9 @@ func Sign(msg []byte, key *rewrite.Key) ([]byte, error) {
 // again would not help.
 var ErrRefused = errors.New("the relay refused the notice")
 
-// Send composes m, signs it with key (nil: unsigned) and sends it with
-// m.Envelope as the envelope sender. A temporary failure is an error to retry; a
-// permanent one wraps ErrRefused.
+// Send composes m, signs it with key (nil: unsigned) and sends it from
+// m.Envelope. A temporary failure is an error to retry; a permanent one
+// wraps ErrRefused.
 func Send(ctx context.Context, s Sender, key *rewrite.Key, m Mail) error {
 	msg, err := Sign(Compose(m), key)
 	if err != nil {

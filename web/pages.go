@@ -56,10 +56,10 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request, p *person, set
 }
 
 // bounced counts the recipients of list's deliveries since since that
-// bounced: accepted by the relay, reported failed later, and as failed to
-// the person as those the relay refused. FailedRecipients counts only the
-// latter; the journal's per-delivery counts have the former, read for the
-// newest maxCountedDeliveries deliveries.
+// bounced (the relay accepted the copy; a notification reported it failed
+// later). To the person they failed as surely as those the relay refused,
+// which are all that FailedRecipients counts. The journal's per-delivery
+// counts have them, read for the newest maxCountedDeliveries deliveries.
 func (s *Server) bounced(r *http.Request, list string, since time.Time) (int64, error) {
 	ds, err := s.opts.Store.ListDeliveries(r.Context(), store.DeliveryQuery{List: list, Since: since, Limit: maxCountedDeliveries})
 	var n int64
