@@ -92,7 +92,7 @@ func TestWebPageFlow(t *testing.T) {
 	}
 	shot("issue-mistakes")
 	do("filling the form", chromedp.Clear(chromedp.CSS("#recipients")), chromedp.SetValue(chromedp.CSS("#uses"), "1"),
-		chromedp.SendKeys(chromedp.CSS("#recipients"), strings.Join(rcpts, "\n")))
+		chromedp.SendKeys(chromedp.CSS("#recipients"), strings.Join(rcpts, "\n")), chromedp.SetValue(chromedp.CSS("#report"), "none"))
 	shot("issue")
 	do("issuing", chromedp.Click(chromedp.CSS("#submit")), chromedp.WaitVisible(chromedp.CSS("#token")))
 	// The page's one script ran under its Content-Security-Policy: a copy
@@ -163,6 +163,9 @@ func TestWebPageFlow(t *testing.T) {
 	}
 	if strings.Contains(body, tok) {
 		t.Error("the token page shows the secret")
+	}
+	if got := text("#report"); got != "none" {
+		t.Errorf("the report chosen on the form: the token page says %q", got)
 	}
 	shot("token-used")
 	do("the token page in Norwegian", chromedp.Navigate(base+"/tokens/"+id+"?lang=nb"), chromedp.WaitVisible(chromedp.CSS("#state")))
