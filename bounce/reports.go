@@ -134,7 +134,7 @@ func (r *Reporter) send(ctx context.Context, rep store.Report) {
 	}
 	m := notice.Mail{
 		FromName: l.Name, From: l.Bounce.String(), To: dd.Sender, Subject: subject, Text: text,
-		Hostname: set.Hostname, Date: now,
+		Hostname: set.Hostname, Date: now, Kind: "report",
 		Headers: [][2]string{{"X-Restricted-Delivery", dd.ID}},
 	}
 	err = notice.Send(ctx, set.Relay, set.KeyFor(l.Bounce.Domain), m)

@@ -17,99 +17,36 @@ import (
 	"github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/chromedp"
 
+	"github.com/restrictedmail/restrictedmail/internal/browsertest"
 	"github.com/restrictedmail/restrictedmail/internal/dkimtest"
 	"github.com/restrictedmail/restrictedmail/internal/testsmtp"
 )
 
-const (
-	chromiumPath    = "/usr/bin/chromium"
-	chromiumInstall = "apt-get install -y chromium"
-	secretary       = "secretary@example.org"
-)
-
-// requireChromium fails under CI, and skips elsewhere, without Debian's
-// Chromium, naming the command that installs it.
-func requireChromium(t *testing.T) {
-	t.Helper()
-	if _, err := os.Stat(chromiumPath); err == nil {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("no %s; install it with:\n  %s", chromiumPath, chromiumInstall)
-	}
-	t.Skipf("no %s; install it with:\n  %s", chromiumPath, chromiumInstall)
-}
-
-// screenshots is where the browser test saves a PNG of each page:
-// $RESTRICTEDMAIL_SCREENSHOTS, or the test's artifact directory
-// (go test -artifacts keeps it).
-func screenshots(t *testing.T) string {
-	if dir := os.Getenv("RESTRICTEDMAIL_SCREENSHOTS"); dir != "" {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		return dir
-	}
-	return t.ArtifactDir()
-}
-
-// browserCtx starts a headless Chromium for the test.
-func browserCtx(t *testing.T) context.Context {
-	t.Helper()
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(chromiumPath), chromedp.NoSandbox, chromedp.Headless, chromedp.DisableGPU, chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck, chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1100, 900),
-		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true), chromedp.Flag("disable-quic", true),
-	}
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancel := chromedp.NewContext(actx)
-	ctx, cancelTimeout := context.WithTimeout(ctx, 3*time.Minute)
-	t.Cleanup(func() { cancelTimeout(); cancel(); cancelAlloc() })
-	if err := chromedp.Do(ctx); err != nil {
-		t.Fatalf("starting chromium: %v", err)
-	}
-	return ctx
-}
+const secretary = "secretary@example.org"
 
 // TestWebPageFlow drives the web page for list owners in a real browser
 // through the whole flow: sign-in link by mail, issue a token for three
 // pasted recipients, download its file, send it through a real Postfix,
 // follow the delivery, revoke another token, sign out.
 func TestWebPageFlow(t *testing.T) {
-	requireChromium(t)
+	browsertest.Require(t)
 	port := freePort(t)
 	base := "http://127.0.0.1:" + port
 	w := newWorld(t, worldOpts{milter: true, extra: "[api]\nlisten = \"inet:127.0.0.1:" + port + "\"\n" +
 		"[web]\nenabled = true\nbase_url = \"" + base + "/\"\nadmins = [\"" + secretary + "\"]\n"})
-	ctx := browserCtx(t)
-	shots := screenshots(t)
+	ctx := browsertest.Start(t)
+	shots := browsertest.Screenshots(t)
 	n := 0
 	shot := func(name string) {
 		t.Helper()
-		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
-		if err != nil {
-			t.Fatalf("screenshot %s: %v", name, err)
-		}
 		n++
-		if err := os.WriteFile(filepath.Join(shots, fmtShot(n, name)), png, 0o644); err != nil {
-			t.Fatal(err)
-		}
+		browsertest.Shot(t, ctx, shots, fmtShot(n, name))
 	}
 	do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
 		t.Helper()
-		if err := chromedp.Do(ctx, steps...); err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
+		browsertest.Do(t, ctx, what, steps...)
 	}
-	text := func(sel string) string {
-		t.Helper()
-		s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
-		if err != nil {
-			t.Fatalf("reading %s: %v", sel, err)
-		}
-		return s
-	}
+	text := func(sel string) string { t.Helper(); return browsertest.Text(t, ctx, sel) }
 
 	// 1. Ask for a sign-in link.
 	do("the sign-in page", chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.CSS("#email")))
@@ -155,7 +92,7 @@ func TestWebPageFlow(t *testing.T) {
 	}
 	shot("issue-mistakes")
 	do("filling the form", chromedp.Clear(chromedp.CSS("#recipients")), chromedp.SetValue(chromedp.CSS("#uses"), "1"),
-		chromedp.SendKeys(chromedp.CSS("#recipients"), strings.Join(rcpts, "\n")))
+		chromedp.SendKeys(chromedp.CSS("#recipients"), strings.Join(rcpts, "\n")), chromedp.SetValue(chromedp.CSS("#report"), "none"))
 	shot("issue")
 	do("issuing", chromedp.Click(chromedp.CSS("#submit")), chromedp.WaitVisible(chromedp.CSS("#token")))
 	// The page's one script ran under its Content-Security-Policy: a copy
@@ -226,6 +163,9 @@ func TestWebPageFlow(t *testing.T) {
 	}
 	if strings.Contains(body, tok) {
 		t.Error("the token page shows the secret")
+	}
+	if got := text("#report"); got != "none" {
+		t.Errorf("the report chosen on the form: the token page says %q", got)
 	}
 	shot("token-used")
 	do("the token page in Norwegian", chromedp.Navigate(base+"/tokens/"+id+"?lang=nb"), chromedp.WaitVisible(chromedp.CSS("#state")))
@@ -298,7 +238,7 @@ next:
 }
 
 func fmtShot(n int, name string) string {
-	return string(rune('0'+n/10)) + string(rune('0'+n%10)) + "-" + name + ".png"
+	return string(rune('0'+n/10)) + string(rune('0'+n%10)) + "-" + name
 }
 
 // linkIn returns the sign-in link in a captured mail.

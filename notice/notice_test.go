@@ -72,3 +72,40 @@ func TestSend(t *testing.T) {
 		t.Errorf("temporary: %v", err)
 	}
 }
+
+// TestSendPlainText: ASCII text goes unencoded, so that a long link stays
+// whole in the raw message; the envelope sender is the one asked for; the
+// Message-ID names the kind of notice.
+func TestSendPlainText(t *testing.T) {
+	t.Parallel()
+	link := "https://lists.example.org/signin/link?t=" + strings.Repeat("x", 60)
+	s := &sender{}
+	m := Mail{From: "board-bounces@example.org", Envelope: "board-bounces@example.org", To: "owner@example.net", Subject: "Sign in",
+		Text: "Hello,\nopen " + link + "\n", Hostname: "mx.example.org", Date: time.Now(), Kind: "signin"}
+	if err := Send(context.Background(), s, nil, m); err != nil {
+		t.Fatal(err)
+	}
+	if s.from != "board-bounces@example.org" {
+		t.Errorf("envelope sender %q", s.from)
+	}
+	msg, err := mail.ReadMessage(bytes.NewReader(s.data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cte := msg.Header.Get("Content-Transfer-Encoding"); cte != "7bit" {
+		t.Errorf("ASCII text as %q", cte)
+	}
+	if id := msg.Header.Get("Message-Id"); !strings.HasPrefix(id, "<signin-") {
+		t.Errorf("Message-ID %q", id)
+	}
+	if !bytes.Contains(s.data, []byte("\r\nopen "+link+"\r\n")) {
+		t.Errorf("link not whole in the raw message:\n%s", s.data)
+	}
+	m.Text = strings.Repeat("y", 999)
+	if err := Send(context.Background(), s, nil, m); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(s.data, []byte("quoted-printable")) {
+		t.Errorf("a 999-octet line went unencoded")
+	}
+}

@@ -75,12 +75,25 @@ func TestDeliveriesAndAttention(t *testing.T) {
 	}
 }
 
-// A recipient state added later (bounced, delayed) shows as what it is,
+// A recipient state added later (after bounced and delayed) shows as what it is,
 // not as one of the known ones.
 func TestUnknownRecipientState(t *testing.T) {
 	r := rcptRow{store.RecipientState{State: store.State(9)}}
 	if r.StateKey() != "rcpt.other" || !r.Other() || r.Class() != "wait" {
 		t.Fatalf("state 9: %s %v %s", r.StateKey(), r.Other(), r.Class())
+	}
+	pages, err := parsePages()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Rcpt = "z@example.net"
+	v := &view{Lang: "en", cat: catalog["en"], Data: tokenData{Deliveries: []deliveryRow{{Rcpts: []rcptRow{r}}}, ListReport: "report.none"}}
+	var out strings.Builder
+	if err := pages["token"].Execute(&out, v); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), `<td>z@example.net</td><td><span class="state wait">other (9)</span>`) {
+		t.Errorf("state 9 on the page:\n%s", out.String())
 	}
 }
 

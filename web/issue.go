@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/restrictedmail/restrictedmail/address"
+	"github.com/restrictedmail/restrictedmail/store"
 	"github.com/restrictedmail/restrictedmail/tokenops"
 )
 
@@ -20,6 +21,7 @@ type issueForm struct {
 	Mode       string // "list": the list's recipients; "pasted": Recipients
 	Recipients string
 	HideSender bool
+	Report     string // "": the list's; else one of the report modes
 
 	Errors     map[string]string // field → catalog key
 	LineErrors []lineError       // recipients, line by line
@@ -38,6 +40,9 @@ type issueData struct {
 	// DefaultTTL and DefaultUses are the configuration's, as hints.
 	DefaultTTL  string
 	DefaultUses int
+	// ListReport is the catalog key of the list's report setting, which
+	// the token takes unless the form chooses another.
+	ListReport string
 }
 
 func (issueData) title() string { return "issue.title" }
@@ -51,7 +56,8 @@ const (
 )
 
 func (s *Server) issueDefaults(set Settings, l tokenops.ListInfo) issueData {
-	d := issueData{List: l, DefaultTTL: ttlText(set.Tokens.Rules.Issue.TTL), DefaultUses: set.Tokens.Rules.Issue.Uses}
+	d := issueData{List: l, DefaultTTL: ttlText(set.Tokens.Rules.Issue.TTL), DefaultUses: set.Tokens.Rules.Issue.Uses,
+		ListReport: listReportKey(set, l)}
 	d.Form = issueForm{TTL: d.DefaultTTL, Uses: strconv.Itoa(max(d.DefaultUses, 1)), Mode: "list", HideSender: l.HideSender}
 	if l.DefaultRecipients == 0 {
 		d.Form.Mode = "pasted"
@@ -96,8 +102,14 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request, p *person, set Se
 	f.Mode = pf.Get("recipients_mode")
 	f.Recipients = pf.Get("recipients")
 	f.HideSender = pf.Get("hide_sender") == "1"
+	f.Report = trimForm(pf.Get("report"), 20)
 	f.Errors = map[string]string{}
 	req := tokenops.IssueRequest{List: l.Address, HideSender: f.HideSender, Owner: p.Email.String()}
+	if f.Report != "" && reportKey(f.Report) == "" {
+		f.Errors["report"] = "issue.err.report"
+	} else {
+		req.Report = f.Report
+	}
 	if f.Sender != "" {
 		if a, err := address.Parse(f.Sender); err != nil {
 			f.Errors["sender"] = "issue.err.sender"
@@ -203,10 +215,35 @@ func (s *Server) pastedRecipients(f *issueForm, set Settings) []string {
 // formField is the form's field for a tokenops field.
 func formField(f string) string {
 	switch f {
-	case "sender", "ttl", "uses", "recipients":
+	case "sender", "ttl", "uses", "recipients", "report":
 		return f
 	}
 	return "form"
+}
+
+// reportKey is the catalog key of a report mode; "" for what is none of
+// them.
+func reportKey(mode string) string {
+	switch mode {
+	case store.ReportNone:
+		return "report.none"
+	case store.ReportSummary:
+		return "report.summary"
+	case store.ReportFailures:
+		return "report.failures"
+	}
+	return ""
+}
+
+// listReportKey is the catalog key of l's report setting in force
+// (unset is none, as policy.ReportOf has it).
+func listReportKey(set Settings, l tokenops.ListInfo) string {
+	if a, err := address.Parse(l.Address); err == nil {
+		if pl := set.Tokens.Rules.List(a); pl != nil && reportKey(pl.Report) != "" {
+			return reportKey(pl.Report)
+		}
+	}
+	return "report.none"
 }
 
 type issuedData struct {

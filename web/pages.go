@@ -34,19 +34,39 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request, p *person, set
 		s.internalError(w, r, p, "reading the lists", err)
 		return
 	}
-	failed, err := s.opts.Store.FailedRecipients(r.Context(), s.opts.Now().Add(-failedSince))
+	since := s.opts.Now().Add(-failedSince)
+	failed, err := s.opts.Store.FailedRecipients(r.Context(), since)
 	if err != nil {
 		s.internalError(w, r, p, "reading the lists", err)
 		return
 	}
 	rows := make([]listRow, 0, len(infos))
 	for _, in := range infos {
-		rows = append(rows, listRow{ListInfo: in, Failed: failed[in.Key]})
+		bounced, err := s.bounced(r, in.Key, since)
+		if err != nil {
+			s.internalError(w, r, p, "reading the lists", err)
+			return
+		}
+		rows = append(rows, listRow{ListInfo: in, Failed: failed[in.Key] + bounced})
 	}
 	slices.SortStableFunc(rows, func(a, b listRow) int {
 		return cmp.Or(cmp.Compare(b.Failed, a.Failed), cmp.Compare(b.PendingDeliveries, a.PendingDeliveries))
 	})
 	s.render(w, r, http.StatusOK, "overview", p, overviewData{Lists: rows})
+}
+
+// bounced counts the recipients of list's deliveries since since that
+// bounced (the relay accepted the copy; a notification reported it failed
+// later). To the person they failed as surely as those the relay refused,
+// which are all that FailedRecipients counts. The journal's per-delivery
+// counts have them, read for the newest maxCountedDeliveries deliveries.
+func (s *Server) bounced(r *http.Request, list string, since time.Time) (int64, error) {
+	ds, err := s.opts.Store.ListDeliveries(r.Context(), store.DeliveryQuery{List: list, Since: since, Limit: maxCountedDeliveries})
+	var n int64
+	for _, d := range ds {
+		n += int64(d.Counts.Bounced)
+	}
+	return n, err
 }
 
 // tokenRow is a token as the pages show it.
@@ -167,6 +187,10 @@ func (r rcptRow) StateKey() string {
 		return "rcpt.delivered"
 	case store.Failed:
 		return "rcpt.failed"
+	case store.Bounced:
+		return "rcpt.bounced"
+	case store.Delayed:
+		return "rcpt.delayed"
 	}
 	return "rcpt.other"
 }
@@ -176,10 +200,16 @@ func (r rcptRow) Class() string {
 	switch r.State {
 	case store.Delivered:
 		return "ok"
-	case store.Failed:
+	case store.Failed, store.Bounced:
 		return "bad"
 	}
 	return "wait"
+}
+
+// Reported: the receiving side's report (a bounce or a delay) is what
+// the page shows of the recipient, rather than the relay's reply.
+func (r rcptRow) Reported() bool {
+	return (r.State == store.Bounced || r.State == store.Delayed) && (r.BounceStatus != "" || r.BounceDetail != "")
 }
 
 // UpdatedAt is when the recipient's state was last set.
@@ -190,6 +220,18 @@ type deliveryRow struct {
 	Rcpts []rcptRow
 }
 
+// Reported: the receiving side reported on some recipients (bounced or
+// delayed), so the page counts them apart rather than as the journal's
+// failed and delivered, which include them.
+func (d deliveryRow) Reported() bool { return d.Counts.Bounced > 0 || d.Counts.Delayed > 0 }
+
+// OnlyDelivered and RelayFailed are the journal's delivered without the
+// delayed and failed without the bounced, as the rows show them.
+func (d deliveryRow) OnlyDelivered() int { return d.Counts.Delivered - d.Counts.Delayed }
+
+// RelayFailed: see OnlyDelivered.
+func (d deliveryRow) RelayFailed() int { return d.Counts.Failed - d.Counts.Bounced }
+
 // CreatedAt and CompletedAt are for the page.
 func (d deliveryRow) CreatedAt() string   { return when(d.Created) }
 func (d deliveryRow) CompletedAt() string { return when(d.Completed) }
@@ -199,6 +241,9 @@ type tokenData struct {
 	Token      tokenRow
 	Deliveries []deliveryRow
 	Notice     string
+	// Report is the catalog key of the token's own report setting, ""
+	// when it takes the list's (ListReport).
+	Report, ListReport string
 }
 
 func (tokenData) title() string { return "token.title" }
@@ -214,7 +259,7 @@ func (s *Server) tokenPage(w http.ResponseWriter, r *http.Request, p *person, se
 		s.internalError(w, r, p, "reading deliveries", err)
 		return
 	}
-	data := tokenData{List: *l, Token: *t}
+	data := tokenData{List: *l, Token: *t, Report: reportKey(t.Report), ListReport: listReportKey(set, *l)}
 	if r.URL.Query().Get("done") == "revoked" {
 		data.Notice = "token.revoked"
 	}
@@ -319,6 +364,9 @@ func (t tokenRow) Active() bool { return t.State == store.StateActive }
 
 // Other: a recipient state this page has no words for.
 func (r rcptRow) Other() bool { return r.StateKey() == "rcpt.other" }
+
+// Number is the state's number in the journal, what "other" shows.
+func (r rcptRow) Number() int { return int(r.State) }
 
 // TitleKey, QuestionKey and ButtonKey are the confirmation's words.
 func (c confirmData) TitleKey() string {
