@@ -137,12 +137,13 @@ func pruneWebTx(ctx context.Context, tx *sql.Tx, now time.Time) error {
 }
 
 // FailedRecipients counts, by list (address.Key form), the recipients
-// that failed in deliveries created since since: what the web page's
-// overview shows as needing attention. A state that is not Failed does
-// not count, whatever else it may be.
+// that failed in deliveries created since since — refused by the relay
+// or bounced later, which to the list's owner is the same failure: what
+// the web page's overview shows as needing attention. Delayed recipients
+// do not count.
 func (s *DB) FailedRecipients(ctx context.Context, since time.Time) (map[string]int64, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT d.list, COUNT(*) FROM delivery_recipients r JOIN deliveries d ON d.id = r.delivery_id
-		WHERE r.state = ? AND d.created >= ? GROUP BY d.list`, int(Failed), since.Unix())
+		WHERE r.state IN (?, ?) AND d.created >= ? GROUP BY d.list`, int(Failed), int(Bounced), since.Unix())
 	if err != nil {
 		return nil, fmt.Errorf("counting failed recipients: %w", err)
 	}

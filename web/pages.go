@@ -42,31 +42,12 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request, p *person, set
 	}
 	rows := make([]listRow, 0, len(infos))
 	for _, in := range infos {
-		bounced, err := s.bounced(r, in.Key, since)
-		if err != nil {
-			s.internalError(w, r, p, "reading the lists", err)
-			return
-		}
-		rows = append(rows, listRow{ListInfo: in, Failed: failed[in.Key] + bounced})
+		rows = append(rows, listRow{ListInfo: in, Failed: failed[in.Key]})
 	}
 	slices.SortStableFunc(rows, func(a, b listRow) int {
 		return cmp.Or(cmp.Compare(b.Failed, a.Failed), cmp.Compare(b.PendingDeliveries, a.PendingDeliveries))
 	})
 	s.render(w, r, http.StatusOK, "overview", p, overviewData{Lists: rows})
-}
-
-// bounced counts the recipients of list's deliveries since since that
-// bounced (the relay accepted the copy; a notification reported it failed
-// later). To the person they failed as surely as those the relay refused,
-// which are all that FailedRecipients counts. The journal's per-delivery
-// counts have them, read for the newest maxCountedDeliveries deliveries.
-func (s *Server) bounced(r *http.Request, list string, since time.Time) (int64, error) {
-	ds, err := s.opts.Store.ListDeliveries(r.Context(), store.DeliveryQuery{List: list, Since: since, Limit: maxCountedDeliveries})
-	var n int64
-	for _, d := range ds {
-		n += int64(d.Counts.Bounced)
-	}
-	return n, err
 }
 
 // tokenRow is a token as the pages show it.

@@ -56,7 +56,6 @@ type Store interface {
 	WebSessionByHash(ctx context.Context, hash [32]byte, now time.Time) (store.WebSession, error)
 	DeleteWebSession(ctx context.Context, hash [32]byte) error
 	FailedRecipients(ctx context.Context, since time.Time) (map[string]int64, error)
-	ListDeliveries(ctx context.Context, q store.DeliveryQuery) ([]store.DeliverySummary, error)
 }
 
 var _ Store = (*store.DB)(nil)
@@ -95,9 +94,6 @@ const (
 	// failedSince: the overview counts the failed recipients of the
 	// deliveries of this last period.
 	failedSince = 30 * 24 * time.Hour
-	// maxCountedDeliveries bounds the deliveries per list whose bounces
-	// the overview counts (the newest ones in failedSince).
-	maxCountedDeliveries = 500
 	// maxShownRecipients bounds the recipients listed per delivery.
 	maxShownRecipients = 500
 	// mailSlots bounds the sign-in mails being sent at once; beyond it a
