@@ -50,6 +50,7 @@ func Run(t *testing.T, b Backend) {
 		{"Listing", testListing},
 		{"APIKeys", testAPIKeys},
 		{"Webhooks", testWebhooks},
+		{"WebhookClaimsTwoHosts", testWebhookClaimsTwoHosts},
 		{"Stats", testStats},
 		{"SchemaVersion", testSchemaVersion},
 		{"ConcurrentOpenOfNewStore", testConcurrentOpen},
