@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/restrictedmail/restrictedmail/internal/pgtest"
 	"github.com/restrictedmail/restrictedmail/store"
 	"github.com/restrictedmail/restrictedmail/token"
 )
@@ -146,17 +147,33 @@ func TestBackoff(t *testing.T) {
 	}
 }
 
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
 // TestTwoHostsSendEachEventOnce: two dispatchers (two hosts) on one store,
-// both configured with the endpoint, send each queued event once between
-// them, not once each; the second host's start does not unsubscribe an
-// endpoint only the first configures.
+// SQLite or PostgreSQL, both configured with the endpoint, send each
+// queued event once between them, not once each; the second host's start
+// does not unsubscribe an endpoint only the first configures.
 func TestTwoHostsSendEachEventOnce(t *testing.T) {
 	t.Parallel()
+	t.Run("SQLite", func(t *testing.T) {
+		t.Parallel()
+		path := filepath.Join(t.TempDir(), "state.db")
+		testTwoHosts(t, func() (*store.DB, error) { return store.Open(context.Background(), path) })
+	})
+	t.Run("PostgreSQL", func(t *testing.T) {
+		t.Parallel()
+		url := pgtest.Shared(t).NewDB(t)
+		testTwoHosts(t, func() (*store.DB, error) {
+			return store.OpenPostgres(context.Background(), store.PostgresOptions{URL: url})
+		})
+	})
+}
+
+func testTwoHosts(t *testing.T, open func() (*store.DB, error)) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "state.db")
 	var hosts [2]*store.DB
 	for i := range hosts {
-		db, err := store.Open(ctx, path)
+		db, err := open()
 		if err != nil {
 			t.Fatal(err)
 		}
