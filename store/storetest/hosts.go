@@ -212,3 +212,45 @@ func testConcurrentBeginOnTwoHosts(t *testing.T, bk Backend) {
 		t.Errorf("the single-use token: %d uses spent, want 1", rec.UsesSpent)
 	}
 }
+
+// testLeaseTakeOverRace: the owner of a delivery died; its lease has run
+// out, and eight processes on two hosts try to take the delivery over at
+// once — exactly one gets it.
+func testLeaseTakeOverRace(t *testing.T, bk Backend) {
+	ctx := context.Background()
+	a, b := twoHosts(t, bk)
+	hosts := []*store.DB{a, b}
+	r, _ := record("board@example.org", 1)
+	add(t, a, r)
+	now := time.Now().Truncate(time.Second)
+	begin(t, a, store.Delivery{ID: "d1", List: r.List, TokenID: r.ID, Sender: "alice@example.net", Created: now,
+		LeaseOwner: "dead", LeaseUntil: now.Add(time.Minute)}, "m1@example.com")
+	later := now.Add(2 * time.Minute)
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		winners []string
+	)
+	for i := range 8 {
+		wg.Go(func() {
+			owner := fmt.Sprintf("host-%d/%d", i%2, i)
+			ok, err := hosts[i%2].AcquireLease(ctx, "d1", owner, later, later.Add(time.Minute))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if ok {
+				mu.Lock()
+				winners = append(winners, owner)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if len(winners) != 1 {
+		t.Fatalf("%d processes took over one delivery (%v), want 1", len(winners), winners)
+	}
+	if d, err := b.Delivery(ctx, "d1"); err != nil || d.LeaseOwner != winners[0] {
+		t.Errorf("lease owner %q, %v; want %s", d.LeaseOwner, err, winners[0])
+	}
+}

@@ -46,6 +46,7 @@ func Run(t *testing.T, b Backend) {
 		{"SpendThreeUsesTwoHosts", func(t *testing.T, b Backend) { testSpendConcurrent(t, b, 3, 2) }},
 		{"SameDeliveryTwoHosts", testSameDeliveryTwoHosts},
 		{"LeaseLifecycleTwoHosts", testLeaseLifecycle},
+		{"LeaseTakeOverRace", testLeaseTakeOverRace},
 		{"DuplicateByMessageID", testDuplicateByMessageID},
 		{"ConcurrentBeginOnTwoHosts", testConcurrentBeginOnTwoHosts},
 		{"BounceTransitions", testBounceTransitions},
