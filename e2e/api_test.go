@@ -34,6 +34,9 @@ type hook struct {
 	srv       *httptest.Server
 	secret    []byte
 	failFirst int
+	// delay is how long the receiver takes to answer (a slow portal):
+	// set before the first request.
+	delay time.Duration
 
 	mu   sync.Mutex
 	cond *sync.Cond
@@ -52,6 +55,9 @@ func newHook(t *testing.T, failFirst int) *hook {
 	h.cond = sync.NewCond(&h.mu)
 	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
+		if h.delay > 0 {
+			time.Sleep(h.delay) // a slow portal, not synchronisation
+		}
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		acked := len(h.reqs) >= h.failFirst

@@ -17,6 +17,36 @@ import (
 // batches, each batch in one transaction, with ON CONFLICT DO NOTHING: a
 // second run copies nothing twice, and a row whose key is there already
 // with other values is left alone and reported.
+//
+// Two kinds of state are not carried over. Sign-in links and web sessions
+// live minutes to hours: copying them would move secrets' hashes for no
+// gain, so the web page's users sign in again (notCopied). Leases and
+// claims — of deliveries and of webhook messages — name processes of the
+// host being retired: they are copied empty (copiedEmpty), so that the new
+// hosts take over at once rather than after the leases run out.
+
+// notCopied says why table is left out, or "" when it is copied.
+func notCopied(table string) string {
+	switch table {
+	case "web_signin_links":
+		return "short-lived: not copied; links sent before the copy no longer work"
+	case "web_sessions":
+		return "short-lived: not copied; the web page's users sign in again"
+	}
+	return ""
+}
+
+// copiedEmpty returns the value that column col of table is copied with
+// instead of its own, if any.
+func copiedEmpty(table, col string) (any, bool) {
+	switch table + "." + col {
+	case "deliveries.lease_owner", "webhook_queue.claimed_by":
+		return "", true
+	case "deliveries.lease_until":
+		return int64(0), true
+	}
+	return nil, false
+}
 
 // CopyTable is what Copy did with one table.
 type CopyTable struct {
@@ -24,6 +54,7 @@ type CopyTable struct {
 	Copied    int      // rows inserted
 	Present   int      // rows that were there already, the same
 	Conflicts []string // rows left alone because the target holds others ("key=value, ...: why")
+	Skipped   string   // not copied, and why (sign-in links, sessions)
 }
 
 // maxConflictsListed bounds the conflicts named per table; Conflicts
@@ -50,6 +81,14 @@ func (s *DB) CopyTo(ctx context.Context, to *DB, progress func(CopyTable)) ([]Co
 	}
 	var out []CopyTable
 	for _, t := range tables {
+		if why := notCopied(t.name); why != "" {
+			ct := CopyTable{Table: t.name, Skipped: why}
+			out = append(out, ct)
+			if progress != nil {
+				progress(ct)
+			}
+			continue
+		}
 		ct, err := s.copyTable(ctx, to, t)
 		if err != nil {
 			return out, fmt.Errorf("copying table %s: %w", t.name, err)
@@ -144,6 +183,11 @@ func (s *DB) copyTable(ctx context.Context, to *DB, t tableInfo) (CopyTable, err
 		}
 		if err := rows.Scan(ptrs...); err != nil {
 			return ct, err
+		}
+		for i, c := range t.cols {
+			if v, ok := copiedEmpty(t.name, c); ok {
+				vals[i] = v
+			}
 		}
 		pending = append(pending, vals)
 		if len(pending) == batch {

@@ -186,6 +186,9 @@ var migrations = []string{
 	bouncesMigration,
 	// 6: the web page: sign-in links and sessions (web.go).
 	webMigration,
+	// 7: webhook messages claimed by one sender, endpoints refreshed by
+	// each host (webhooks.go).
+	webhookClaimMigration,
 }
 
 func (s *DB) migrate(ctx context.Context) error {

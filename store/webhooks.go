@@ -19,6 +19,23 @@ import (
 // report — so an event is never lost by a crash, and never sent for a
 // change that was rolled back. The webhook package sends the queue (at
 // least once, with backoff) and records each attempt here.
+//
+// Several hosts share the outbox. Each message is sent by the host that
+// claims it (ClaimWebhook: one conditional UPDATE that moves next_attempt
+// to the end of a lease and names the claimant), so one event goes out
+// once, not once per host; a host that dies mid-send leaves the message
+// to whoever finds it due when the lease has run out. The endpoint list
+// is the union of the hosts' configurations: a host adds or refreshes its
+// own endpoints and never removes another's; an endpoint that no host has
+// refreshed for EndpointTTL is dropped by ExpireWebhookEndpoints, and its
+// queued messages fail.
+const webhookClaimMigration = `ALTER TABLE webhook_queue ADD COLUMN claimed_by TEXT NOT NULL DEFAULT '';
+	ALTER TABLE webhook_endpoints ADD COLUMN seen INTEGER NOT NULL DEFAULT 0;`
+
+// EndpointTTL is how long an endpoint stays subscribed after the last
+// host that configures it refreshed it (the webhook senders refresh theirs
+// at start, on reload and every hour).
+const EndpointTTL = 24 * time.Hour
 
 // Webhook event types.
 const (
@@ -47,33 +64,59 @@ type WebhookEndpoint struct {
 	Events []string
 }
 
-// SetWebhookEndpoints replaces the endpoints in force. Messages still
-// queued for an endpoint no longer configured are marked failed.
+// SetWebhookEndpoints adds the endpoints of this host's configuration,
+// or refreshes them (their event types as given, last seen now). It
+// removes nothing: another host sharing the store may still send to an
+// endpoint this host no longer configures. ExpireWebhookEndpoints drops
+// what nobody refreshes any more.
 func (s *DB) SetWebhookEndpoints(ctx context.Context, eps []WebhookEndpoint, now time.Time) error {
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM webhook_endpoints`); err != nil {
-			return err
-		}
-		urls := make([]any, 0, len(eps))
 		for _, ep := range eps {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO webhook_endpoints (url, events) VALUES (?, ?)
-				ON CONFLICT (url) DO UPDATE SET events = excluded.events`,
-				ep.URL, strings.Join(ep.Events, ",")); err != nil {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO webhook_endpoints (url, events, seen) VALUES (?, ?, ?)
+				ON CONFLICT (url) DO UPDATE SET events = excluded.events, seen = excluded.seen`,
+				ep.URL, strings.Join(ep.Events, ","), now.UnixMilli()); err != nil {
 				return err
 			}
-			urls = append(urls, ep.URL)
 		}
-		q := `UPDATE webhook_queue SET state = 2, last_error = 'endpoint removed from the configuration', updated = ? WHERE state = 0`
-		if len(urls) > 0 {
-			q += ` AND url NOT IN (` + repeatJoin("?", len(urls)) + `)`
-		}
-		_, err := tx.ExecContext(ctx, q, append([]any{now.UnixMilli()}, urls...)...)
-		return err
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("setting the webhook endpoints: %w", err)
 	}
 	return nil
+}
+
+// ExpireWebhookEndpoints drops the endpoints last refreshed before before
+// — no host configures them any more — and fails the messages still
+// queued for endpoints that are gone. It returns the URLs dropped.
+func (s *DB) ExpireWebhookEndpoints(ctx context.Context, before, now time.Time) ([]string, error) {
+	var dropped []string
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		dropped = nil
+		rows, err := tx.QueryContext(ctx, `DELETE FROM webhook_endpoints WHERE seen < ? RETURNING url`, before.UnixMilli())
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var u string
+			if err := rows.Scan(&u); err != nil {
+				rows.Close()
+				return err
+			}
+			dropped = append(dropped, u)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE webhook_queue SET state = 2, last_error = 'endpoint removed from the configuration', updated = ?
+			WHERE state = 0 AND NOT EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.url = webhook_queue.url)`, now.UnixMilli())
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("expiring webhook endpoints: %w", err)
+	}
+	return dropped, nil
 }
 
 // subscribers returns the URLs of the endpoints that want event type typ.
@@ -294,15 +337,49 @@ func (s *DB) NextWebhookAttempt(ctx context.Context, url string) (next time.Time
 	return time.UnixMilli(ms.Int64), true, nil
 }
 
+// ClaimWebhook takes the message seq for url for owner to send until
+// until: its next attempt moves to until, so no other sender (or host)
+// finds it due before then. It reports false when the message is not due
+// at now any more — another sender claimed it first, or it was settled.
+func (s *DB) ClaimWebhook(ctx context.Context, url string, seq int64, owner string, now, until time.Time) (bool, error) {
+	res, err := s.db.ExecContext(ctx, `UPDATE webhook_queue SET next_attempt = ?, claimed_by = ?
+		WHERE url = ? AND event_seq = ? AND state = 0 AND next_attempt <= ?`,
+		until.UnixMilli(), owner, url, seq, now.UnixMilli())
+	if err != nil {
+		return false, fmt.Errorf("claiming webhook message %d: %w", seq, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("claiming webhook message %d: %w", seq, err)
+	}
+	return n == 1, nil
+}
+
+// ReleaseWebhook hands back owner's claim of the message seq for url
+// unsent (a sender shutting down mid-attempt), due again at now. A claim
+// owner no longer holds is left alone.
+func (s *DB) ReleaseWebhook(ctx context.Context, url string, seq int64, owner string, now time.Time) error {
+	_, err := s.db.ExecContext(ctx, `UPDATE webhook_queue SET next_attempt = ?, claimed_by = ''
+		WHERE url = ? AND event_seq = ? AND state = 0 AND claimed_by = ?`, now.UnixMilli(), url, seq, owner)
+	if err != nil {
+		return fmt.Errorf("releasing webhook message %d: %w", seq, err)
+	}
+	return nil
+}
+
 // WebhookAttempt is the result of one attempt to send a message.
 type WebhookAttempt struct {
+	Owner     string // who claimed the message (ClaimWebhook)
 	Delivered bool
 	Err       string    // why it failed (status line or error), for the record
 	Next      time.Time // when to try again, if not delivered and not given up
 	GiveUp    bool      // failed for good
 }
 
-// RecordWebhookAttempt records an attempt at the message seq for url.
+// RecordWebhookAttempt records an attempt at the message seq for url. A
+// delivery is recorded whoever made it; a failure only while a.Owner
+// still holds the claim — a sender whose lease ran out while it waited
+// does not move the retry of the host that took the message over.
 func (s *DB) RecordWebhookAttempt(ctx context.Context, url string, seq int64, a WebhookAttempt, now time.Time) error {
 	state := webhookPending
 	switch {
@@ -311,8 +388,14 @@ func (s *DB) RecordWebhookAttempt(ctx context.Context, url string, seq int64, a 
 	case a.GiveUp:
 		state = webhookFailed
 	}
-	_, err := s.db.ExecContext(ctx, `UPDATE webhook_queue SET state = ?, attempts = attempts + 1, next_attempt = ?, last_error = ?, updated = ?
-		WHERE url = ? AND event_seq = ? AND state = 0`, state, a.Next.UnixMilli(), a.Err, now.UnixMilli(), url, seq)
+	q := `UPDATE webhook_queue SET state = ?, attempts = attempts + 1, next_attempt = ?, last_error = ?, updated = ?
+		WHERE url = ? AND event_seq = ? AND state = 0`
+	args := []any{state, a.Next.UnixMilli(), a.Err, now.UnixMilli(), url, seq}
+	if !a.Delivered {
+		q += ` AND claimed_by = ?`
+		args = append(args, a.Owner)
+	}
+	_, err := s.db.ExecContext(ctx, q, args...)
 	if err != nil {
 		return fmt.Errorf("recording a webhook attempt: %w", err)
 	}

@@ -10,18 +10,29 @@
 // to an hour, until GiveUpAfter from the event; then it is recorded as
 // failed. Receivers drop duplicates by webhook-id: an attempt whose answer
 // is lost is sent again.
+//
+// Several hosts may share one store, each with a dispatcher: a dispatcher
+// claims a message before it sends it (a lease in the queue row, the
+// attempt's timeout and a margin long), so each message is sent by one
+// host; one that dies mid-send leaves the message to any host once the
+// lease has run out. Each dispatcher adds and refreshes its own endpoints
+// and removes none of another host's; an endpoint that no host has
+// refreshed for store.EndpointTTL is dropped, its queue failed.
 package webhook
 
 import (
 	"bytes"
 	"context"
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -45,7 +56,10 @@ const MaxBackoff = time.Hour
 // Store is the queue; *store.DB satisfies it.
 type Store interface {
 	SetWebhookEndpoints(ctx context.Context, eps []store.WebhookEndpoint, now time.Time) error
+	ExpireWebhookEndpoints(ctx context.Context, before, now time.Time) ([]string, error)
 	DueWebhooks(ctx context.Context, url string, now time.Time, limit int) ([]store.WebhookMessage, error)
+	ClaimWebhook(ctx context.Context, url string, seq int64, owner string, now, until time.Time) (bool, error)
+	ReleaseWebhook(ctx context.Context, url string, seq int64, owner string, now time.Time) error
 	NextWebhookAttempt(ctx context.Context, url string) (time.Time, bool, error)
 	RecordWebhookAttempt(ctx context.Context, url string, seq int64, a store.WebhookAttempt, now time.Time) error
 	PruneWebhooks(ctx context.Context, delivered, failed time.Time) error
@@ -77,6 +91,9 @@ type Options struct {
 	// transactions that add them are in other goroutines, or processes).
 	// Zero: one second.
 	Poll time.Duration
+	// Owner names this dispatcher in the claims of the messages it sends;
+	// "": host name, pid and random bits.
+	Owner string
 }
 
 // Keep delivered messages a week and failed ones a month, for the record.
@@ -85,6 +102,9 @@ const (
 	keepFailed    = 30 * 24 * time.Hour
 	pruneEvery    = time.Hour
 	batch         = 20
+	// claimMargin is added to an attempt's timeout for a claim's lease:
+	// time to record the attempt after the endpoint answered.
+	claimMargin = 30 * time.Second
 )
 
 // Dispatcher sends the queue of each endpoint in its own goroutine.
@@ -112,13 +132,30 @@ func New(opts Options) *Dispatcher {
 	if opts.Client == nil {
 		opts.Client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}
+	if opts.Owner == "" {
+		opts.Owner = newOwner()
+	}
 	return &Dispatcher{opts: opts, log: opts.Logger}
 }
 
-// SetEndpoints records eps as the endpoints in force — from now on the
+// newOwner is an id for this dispatcher's claims: host name, pid and
+// random bits, so that neither a restarted process nor another host of
+// the same name and pid takes a claim for its own.
+func newOwner() string {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "unknown"
+	}
+	var b [6]byte
+	_, _ = rand.Read(b[:]) // never fails (crypto/rand)
+	return fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+}
+
+// SetEndpoints records eps as this host's endpoints — from now on the
 // store queues events for them — and (re)starts one sender per endpoint.
-// Messages queued for an endpoint no longer configured are recorded as
-// failed.
+// An endpoint no longer configured here stays subscribed while another
+// host refreshes it; when none has for store.EndpointTTL, the hourly
+// prune drops it and records its queued messages as failed.
 func (d *Dispatcher) SetEndpoints(ctx context.Context, eps []Endpoint) error {
 	recs := make([]store.WebhookEndpoint, len(eps))
 	for i, ep := range eps {
@@ -142,13 +179,13 @@ func (d *Dispatcher) SetEndpoints(ctx context.Context, eps []Endpoint) error {
 			d.run(wctx, ep)
 		}()
 	}
-	if len(eps) > 0 {
-		d.wg.Add(1)
-		go func() {
-			defer d.wg.Done()
-			d.prune(wctx)
-		}()
-	}
+	// Pruning runs without endpoints too: it expires the endpoints that
+	// no host configures any more.
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		d.prune(wctx, recs)
+	}()
 	return nil
 }
 
@@ -200,14 +237,33 @@ func (d *Dispatcher) run(ctx context.Context, ep Endpoint) {
 	}
 }
 
-// attempt sends m to ep once and records the result.
+// attempt claims m, sends it to ep once and records the result. A message
+// another sender claimed first is left to it.
 func (d *Dispatcher) attempt(ctx context.Context, log *slog.Logger, ep Endpoint, m store.WebhookMessage) {
-	err := d.send(ctx, ep, m)
-	if ctx.Err() != nil {
-		return // shutting down: not an attempt; it is sent again after the restart
-	}
 	now := d.opts.Now()
-	a := store.WebhookAttempt{Delivered: err == nil}
+	ok, err := d.opts.Store.ClaimWebhook(ctx, ep.URL, m.Seq, d.opts.Owner, now, now.Add(attemptTimeout(ep)+claimMargin))
+	if err != nil {
+		if ctx.Err() == nil {
+			log.Warn("claiming a webhook message", "webhook_id", m.ID, "err", err)
+		}
+		return
+	}
+	if !ok {
+		return // another host (or sender) has it
+	}
+	err = d.send(ctx, ep, m)
+	if ctx.Err() != nil {
+		// Shutting down: not an attempt. Hand the message back so that
+		// another host need not wait for the claim to run out.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if rerr := d.opts.Store.ReleaseWebhook(rctx, ep.URL, m.Seq, d.opts.Owner, d.opts.Now()); rerr != nil {
+			log.Warn("releasing a webhook message; it is sent again once its claim runs out", "webhook_id", m.ID, "err", rerr)
+		}
+		return
+	}
+	now = d.opts.Now()
+	a := store.WebhookAttempt{Owner: d.opts.Owner, Delivered: err == nil}
 	result := ResultDelivered
 	if err != nil {
 		a.Err = err.Error()
@@ -256,11 +312,7 @@ func Sign(secret []byte, id string, ts int64, body []byte) string {
 
 // send posts m to ep; nil when the endpoint answered 2xx.
 func (d *Dispatcher) send(ctx context.Context, ep Endpoint, m store.WebhookMessage) error {
-	timeout := ep.Timeout
-	if timeout <= 0 {
-		timeout = 10 * time.Second
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	ctx, cancel := context.WithTimeout(ctx, attemptTimeout(ep))
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep.URL, bytes.NewReader(m.Payload))
 	if err != nil {
@@ -284,14 +336,37 @@ func (d *Dispatcher) send(ctx context.Context, ep Endpoint, m store.WebhookMessa
 	return nil
 }
 
-// prune forgets old messages now and then.
-func (d *Dispatcher) prune(ctx context.Context) {
+// attemptTimeout bounds one attempt at ep.
+func attemptTimeout(ep Endpoint) time.Duration {
+	if ep.Timeout <= 0 {
+		return 10 * time.Second
+	}
+	return ep.Timeout
+}
+
+// prune forgets old messages now and then, refreshes this host's
+// endpoints eps and expires those no host has refreshed for
+// store.EndpointTTL. The first round (at start) expires nothing: hosts
+// that were all down for longer than that have not refreshed theirs yet.
+func (d *Dispatcher) prune(ctx context.Context, eps []store.WebhookEndpoint) {
 	t := time.NewTicker(pruneEvery)
 	defer t.Stop()
-	for {
+	for first := true; ; first = false {
 		now := d.opts.Now()
 		if err := d.opts.Store.PruneWebhooks(ctx, now.Add(-keepDelivered), now.Add(-keepFailed)); err != nil && ctx.Err() == nil {
 			d.log.Warn("pruning the webhook queue", "err", err)
+		}
+		if !first {
+			if err := d.opts.Store.SetWebhookEndpoints(ctx, eps, now); err != nil && ctx.Err() == nil {
+				d.log.Warn("refreshing the webhook endpoints", "err", err)
+			}
+			dropped, err := d.opts.Store.ExpireWebhookEndpoints(ctx, now.Add(-store.EndpointTTL), now)
+			if err != nil && ctx.Err() == nil {
+				d.log.Warn("expiring webhook endpoints", "err", err)
+			}
+			for _, u := range dropped {
+				d.log.Info("webhook endpoint dropped: no host has configured it for a while; its queued messages failed", "url", u, "after", store.EndpointTTL)
+			}
 		}
 		select {
 		case <-ctx.Done():

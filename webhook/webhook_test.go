@@ -3,6 +3,7 @@ package webhook
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/restrictedmail/restrictedmail/internal/pgtest"
 	"github.com/restrictedmail/restrictedmail/store"
 	"github.com/restrictedmail/restrictedmail/token"
 )
@@ -141,6 +143,102 @@ func TestBackoff(t *testing.T) {
 	for attempts, want := range map[int]time.Duration{0: 5 * time.Second, 1: 10 * time.Second, 3: 40 * time.Second, 20: MaxBackoff} {
 		if got := backoff(5*time.Second, attempts); got != want {
 			t.Errorf("backoff after %d = %v, want %v", attempts, got, want)
+		}
+	}
+}
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// TestTwoHostsSendEachEventOnce: two dispatchers (two hosts) on one store,
+// SQLite or PostgreSQL, both configured with the endpoint, send each
+// queued event once between them, not once each; the second host's start
+// does not unsubscribe an endpoint only the first configures.
+func TestTwoHostsSendEachEventOnce(t *testing.T) {
+	t.Parallel()
+	t.Run("SQLite", func(t *testing.T) {
+		t.Parallel()
+		path := filepath.Join(t.TempDir(), "state.db")
+		testTwoHosts(t, func() (*store.DB, error) { return store.Open(context.Background(), path) })
+	})
+	t.Run("PostgreSQL", func(t *testing.T) {
+		t.Parallel()
+		url := pgtest.Shared(t).NewDB(t)
+		testTwoHosts(t, func() (*store.DB, error) {
+			return store.OpenPostgres(context.Background(), store.PostgresOptions{URL: url})
+		})
+	})
+}
+
+func testTwoHosts(t *testing.T, open func() (*store.DB, error)) {
+	ctx := context.Background()
+	var hosts [2]*store.DB
+	for i := range hosts {
+		db, err := open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		hosts[i] = db
+	}
+	var (
+		mu  sync.Mutex
+		got = map[string]int{}
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		got[r.Header.Get("webhook-id")]++
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	lonely := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer lonely.Close()
+	ep := Endpoint{URL: srv.URL, Secret: []byte("0123456789abcdef"), Events: store.EventTypes, Timeout: 5 * time.Second, Backoff: 10 * time.Millisecond, GiveUpAfter: time.Hour}
+	only0 := Endpoint{URL: lonely.URL, Secret: []byte("0123456789abcdef"), Events: []string{store.EventTokenSpent}, Timeout: 5 * time.Second, GiveUpAfter: time.Hour}
+	for i, db := range hosts {
+		eps := []Endpoint{ep}
+		if i == 0 {
+			eps = append(eps, only0)
+		}
+		d := New(Options{Store: db, Poll: 5 * time.Millisecond, Owner: fmt.Sprintf("host-%d", i)})
+		if err := d.SetEndpoints(ctx, eps); err != nil {
+			t.Fatal(err)
+		}
+		defer d.Stop()
+	}
+	const n = 40
+	now := time.Now()
+	rec := token.Record{ID: "tok1", Hash: token.HashOf("x"), List: "board@example.org", Created: now, UsesAllowed: n}
+	if err := hosts[0].AddToken(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		d := store.Delivery{ID: fmt.Sprintf("d%02d", i), List: rec.List, TokenID: rec.ID, Sender: "a@example.net", Created: now}
+		if _, _, err := hosts[i%2].BeginDelivery(ctx, d, []string{"ok@example.net"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		pending, failed, err := hosts[1].WebhookStats(ctx)
+		if err == nil && pending == 0 {
+			if failed != 0 {
+				t.Errorf("%d failed", failed)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still %d pending", pending)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != n {
+		t.Errorf("%d distinct events received, want %d", len(got), n)
+	}
+	for id, k := range got {
+		if k != 1 {
+			t.Errorf("event %s posted %d times, want once", id, k)
 		}
 	}
 }

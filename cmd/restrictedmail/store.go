@@ -19,12 +19,15 @@ func storeUsage(w io.Writer) {
   restrictedmail store copy --config FILE --to URL [--password-file FILE]
 
 copy copies the SQLite store that the configuration's store.path names —
-tokens, spends, the delivery journal, API keys, the webhook outbox, every
-table — into the PostgreSQL database at URL, creating its schema, for
-moving from one host to several. Stop restrictedmail first. Rows go in
-batches, each in one transaction; a second run copies nothing twice. A row
-whose key the target holds with other values is left alone and reported
-(exit 1).
+tokens, spends, the delivery journal with its bounces and delivery
+reports, API keys, the webhook outbox, every table — into the PostgreSQL
+database at URL, creating its schema, for moving from one host to several.
+Stop restrictedmail first. Rows go in batches, each in one transaction; a
+second run copies nothing twice. A row whose key the target holds with
+other values is left alone and reported (exit 1). Sign-in links and web
+sessions are short-lived and not copied (users of the web page sign in
+again); leases of deliveries and claims of webhook messages are copied
+empty, so that the new hosts take over at once.
 
 Run "restrictedmail store copy --help" for its flags.
 `)
@@ -69,6 +72,10 @@ func runStoreCopy(ctx context.Context, args []string, out, errOut io.Writer) int
 	fmt.Fprintf(out, "copying %s into %s\n", cfg.Store.Path, store.RedactURL(*to))
 	conflicts := 0
 	_, err = src.CopyTo(ctx, dst, func(ct store.CopyTable) {
+		if ct.Skipped != "" {
+			fmt.Fprintf(out, "%-22s %s\n", ct.Table, ct.Skipped)
+			return
+		}
 		fmt.Fprintf(out, "%-22s %7d copied %7d already there %5d conflicts\n", ct.Table, ct.Copied, ct.Present, len(ct.Conflicts))
 		for _, c := range ct.Conflicts {
 			fmt.Fprintf(out, "  conflict: %s %s\n", ct.Table, c)

@@ -14,7 +14,8 @@ import (
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
 // TestStoreCopy: `store copy` moves the tokens a host issued into
-// PostgreSQL, says what it copied, and a second run copies nothing;
+// PostgreSQL, says what it copied (and that web sessions are not), and a
+// second run copies nothing;
 // a configuration with store.url is then served by the copy.
 func TestStoreCopy(t *testing.T) {
 	t.Parallel()
@@ -26,7 +27,8 @@ func TestStoreCopy(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("store copy: exit %d\n%s%s", code, out, errOut)
 	}
-	if !regexp.MustCompile(`(?m)^tokens +1 copied +0 already there +0 conflicts$`).MatchString(out) {
+	if !regexp.MustCompile(`(?m)^tokens +1 copied +0 already there +0 conflicts$`).MatchString(out) ||
+		!regexp.MustCompile(`(?m)^web_sessions +short-lived: not copied`).MatchString(out) {
 		t.Errorf("first copy:\n%s", out)
 	}
 	code, out, errOut = cli("store", "copy", "--config", cfg, "--to", url)

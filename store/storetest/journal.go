@@ -224,13 +224,22 @@ func testWebhooks(t *testing.T, b Backend) {
 		t.Errorf("DueWebhooks(c) = %d, want 1", len(due))
 	}
 	next := now.Add(time.Minute)
-	if err := db.RecordWebhookAttempt(ctx, a, due[0].Seq, store.WebhookAttempt{Delivered: true}, now); err != nil {
+	for _, m := range due {
+		if ok, err := db.ClaimWebhook(ctx, a, m.Seq, "host-a", now, now.Add(time.Second)); !ok || err != nil {
+			t.Fatalf("ClaimWebhook(%d) = %v, %v", m.Seq, ok, err)
+		}
+	}
+	if err := db.RecordWebhookAttempt(ctx, a, due[0].Seq, store.WebhookAttempt{Owner: "host-a", Delivered: true}, now); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.RecordWebhookAttempt(ctx, a, due[1].Seq, store.WebhookAttempt{Err: "500", Next: next}, now); err != nil {
+	// A failure is recorded by the claim's holder only.
+	if err := db.RecordWebhookAttempt(ctx, a, due[1].Seq, store.WebhookAttempt{Owner: "host-b", Err: "500", Next: now.Add(time.Hour)}, now); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.RecordWebhookAttempt(ctx, a, due[2].Seq, store.WebhookAttempt{Err: "410", GiveUp: true}, now); err != nil {
+	if err := db.RecordWebhookAttempt(ctx, a, due[1].Seq, store.WebhookAttempt{Owner: "host-a", Err: "500", Next: next}, now); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.RecordWebhookAttempt(ctx, a, due[2].Seq, store.WebhookAttempt{Owner: "host-a", Err: "410", GiveUp: true}, now); err != nil {
 		t.Fatal(err)
 	}
 	if got, ok, err := db.NextWebhookAttempt(ctx, a); err != nil || !ok || !got.Equal(next) {
@@ -240,12 +249,24 @@ func testWebhooks(t *testing.T, b Backend) {
 	if err != nil || pending != 2 || failed != 1 {
 		t.Errorf("WebhookStats = %d, %d, %v; want 2 pending (a's retry, c's), 1 failed", pending, failed, err)
 	}
-	// Removing c from the configuration fails its queued message.
-	if err := db.SetWebhookEndpoints(ctx, eps[:1], now); err != nil {
+	// A host configured with a only leaves c alone (another host may
+	// send to it); once nobody has refreshed c for a while, it is dropped
+	// and its queued message fails.
+	later := now.Add(2 * time.Hour)
+	if err := db.SetWebhookEndpoints(ctx, eps[:1], later); err != nil {
 		t.Fatal(err)
 	}
+	if pending, failed, _ := db.WebhookStats(ctx); pending != 2 || failed != 1 {
+		t.Errorf("after a host without c started: %d pending, %d failed; want c's still pending", pending, failed)
+	}
+	if dropped, err := db.ExpireWebhookEndpoints(ctx, now, later); err != nil || len(dropped) != 0 {
+		t.Errorf("expiring what is older than the last refresh: %v, %v", dropped, err)
+	}
+	if dropped, err := db.ExpireWebhookEndpoints(ctx, now.Add(time.Hour), now); err != nil || len(dropped) != 1 || dropped[0] != c {
+		t.Errorf("ExpireWebhookEndpoints = %v, %v; want c", dropped, err)
+	}
 	if pending, failed, _ := db.WebhookStats(ctx); pending != 1 || failed != 2 {
-		t.Errorf("after removing c: %d pending, %d failed", pending, failed)
+		t.Errorf("after c expired: %d pending, %d failed", pending, failed)
 	}
 	if err := db.PruneWebhooks(ctx, now.Add(time.Hour), now.Add(time.Hour)); err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package store
+package storetest
 
 import (
 	"context"
@@ -8,24 +8,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/restrictedmail/restrictedmail/store"
 	"github.com/restrictedmail/restrictedmail/token"
 )
 
 // twoHosts opens two handles on one new store, as two restrictedmail
-// processes (two hosts) sharing it: each its own connections, SQLite's
-// file locks between them.
-func twoHosts(t *testing.T) (a, b *DB) {
+// processes (two hosts) sharing it.
+func twoHosts(t *testing.T, bk Backend) (a, b *store.DB) {
 	t.Helper()
-	a, path := open(t)
-	b, err := Open(context.Background(), path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
-	return a, b
+	dbs := open(t, bk, 2)
+	return dbs[0], dbs[1]
 }
 
-func begin(t *testing.T, db *DB, d Delivery, rcpts ...string) (Delivery, bool) {
+func begin(t *testing.T, db *store.DB, d store.Delivery, rcpts ...string) (store.Delivery, bool) {
 	t.Helper()
 	rec, existing, err := db.BeginDelivery(context.Background(), d, rcpts)
 	if err != nil {
@@ -34,18 +29,17 @@ func begin(t *testing.T, db *DB, d Delivery, rcpts ...string) (Delivery, bool) {
 	return rec, existing
 }
 
-// TestLeaseLifecycle: a new delivery holds the lease it was begun with;
+// testLeaseLifecycle: a new delivery holds the lease it was begun with;
 // another owner cannot take it while it is live, takes it over once it has
 // expired, and the first owner's renewal then fails; a released lease is
 // free at once; a complete delivery is nobody's to take.
-func TestLeaseLifecycle(t *testing.T) {
-	t.Parallel()
+func testLeaseLifecycle(t *testing.T, bk Backend) {
 	ctx := context.Background()
-	a, b := twoHosts(t)
-	r, _ := newRecord(1)
+	a, b := twoHosts(t, bk)
+	r, _ := record("board@example.org", 1)
 	add(t, a, r)
 	now := time.Now().Truncate(time.Second)
-	d := Delivery{ID: "d1", List: r.List, TokenID: r.ID, Sender: "alice@example.net", Created: now,
+	d := store.Delivery{ID: "d1", List: r.List, TokenID: r.ID, Sender: "alice@example.net", Created: now,
 		LeaseOwner: "host-a", LeaseUntil: now.Add(time.Minute)}
 	if rec, existing := begin(t, a, d, "m1@example.com", "m2@example.com"); existing || rec.LeaseOwner != "host-a" {
 		t.Fatalf("BeginDelivery: existing %v, lease owner %q", existing, rec.LeaseOwner)
@@ -55,7 +49,7 @@ func TestLeaseLifecycle(t *testing.T) {
 		t.Fatalf("Delivery seen by the other host: %+v, %v", got, err)
 	}
 
-	acquire := func(db *DB, owner string, at time.Time) bool {
+	acquire := func(db *store.DB, owner string, at time.Time) bool {
 		t.Helper()
 		ok, err := db.AcquireLease(ctx, "d1", owner, at, at.Add(time.Minute))
 		if err != nil {
@@ -80,7 +74,7 @@ func TestLeaseLifecycle(t *testing.T) {
 	if !acquire(b, "host-b", takeover) {
 		t.Fatal("host-b could not take over an expired lease")
 	}
-	if err := a.RenewLease(ctx, "d1", "host-a", takeover.Add(time.Minute)); !errors.Is(err, ErrLeaseLost) {
+	if err := a.RenewLease(ctx, "d1", "host-a", takeover.Add(time.Minute)); !errors.Is(err, store.ErrLeaseLost) {
 		t.Fatalf("host-a renewing a lease taken over: %v, want ErrLeaseLost", err)
 	}
 	if err := a.ReleaseLease(ctx, "d1", "host-a"); err != nil { // not its own: nothing happens
@@ -106,18 +100,17 @@ func TestLeaseLifecycle(t *testing.T) {
 	}
 }
 
-// TestDuplicateByMessageID: the same message (list, token, Message-ID)
+// testDuplicateByMessageID: the same message (list, token, Message-ID)
 // begun under another delivery id — another MX host's bytes — is the
 // delivery begun first, spent once; without a Message-ID, or with another
 // token, it is a delivery of its own.
-func TestDuplicateByMessageID(t *testing.T) {
-	t.Parallel()
+func testDuplicateByMessageID(t *testing.T, bk Backend) {
 	ctx := context.Background()
-	a, b := twoHosts(t)
-	r, _ := newRecord(3)
+	a, b := twoHosts(t, bk)
+	r, _ := record("board@example.org", 3)
 	add(t, a, r)
 	now := time.Now()
-	d := Delivery{ID: "via-mx1", List: r.List, TokenID: r.ID, Sender: "alice@example.net", Created: now, MessageID: "<m1@example.net>"}
+	d := store.Delivery{ID: "via-mx1", List: r.List, TokenID: r.ID, Sender: "alice@example.net", Created: now, MessageID: "<m1@example.net>"}
 	begin(t, a, d, "m1@example.com")
 	d2 := d
 	d2.ID = "via-mx2"
@@ -128,7 +121,7 @@ func TestDuplicateByMessageID(t *testing.T) {
 	if got, err := b.DeliveryByMessage(ctx, r.List, r.ID, "<m1@example.net>"); err != nil || got.ID != "via-mx1" {
 		t.Fatalf("DeliveryByMessage = %q, %v", got.ID, err)
 	}
-	if _, err := b.Delivery(ctx, "via-mx2"); !errors.Is(err, ErrNoDelivery) {
+	if _, err := b.Delivery(ctx, "via-mx2"); !errors.Is(err, store.ErrNoDelivery) {
 		t.Fatalf("the duplicate was recorded: %v", err)
 	}
 	if rec, _ := a.TokenByID(ctx, r.ID); rec.UsesSpent != 1 {
@@ -137,12 +130,12 @@ func TestDuplicateByMessageID(t *testing.T) {
 
 	// Without a Message-ID a message is known by its bytes only.
 	for _, id := range []string{"no-mid-1", "no-mid-2"} {
-		d := Delivery{ID: id, List: r.List, TokenID: r.ID, Sender: "alice@example.net", Created: now}
+		d := store.Delivery{ID: id, List: r.List, TokenID: r.ID, Sender: "alice@example.net", Created: now}
 		if _, existing := begin(t, a, d, "m1@example.com"); existing {
 			t.Fatalf("%s without a Message-ID was taken for another delivery", id)
 		}
 	}
-	if _, err := a.DeliveryByMessage(ctx, r.List, r.ID, ""); !errors.Is(err, ErrNoDelivery) {
+	if _, err := a.DeliveryByMessage(ctx, r.List, r.ID, ""); !errors.Is(err, store.ErrNoDelivery) {
 		t.Fatalf("DeliveryByMessage(\"\") = %v, want ErrNoDelivery", err)
 	}
 	if rec, _ := a.TokenByID(ctx, r.ID); rec.UsesSpent != 3 {
@@ -150,18 +143,17 @@ func TestDuplicateByMessageID(t *testing.T) {
 	}
 }
 
-// TestConcurrentBeginOnTwoHosts: the same message begun at once through
+// testConcurrentBeginOnTwoHosts: the same message begun at once through
 // both hosts, many times, under as many delivery ids, is one delivery and
 // one use of its token; ten different messages with a single-use token
 // begun at once on both hosts spend it exactly once.
-func TestConcurrentBeginOnTwoHosts(t *testing.T) {
-	t.Parallel()
+func testConcurrentBeginOnTwoHosts(t *testing.T, bk Backend) {
 	ctx := context.Background()
-	a, b := twoHosts(t)
-	hosts := []*DB{a, b}
-	r3, _ := newRecord(3)
+	a, b := twoHosts(t, bk)
+	hosts := []*store.DB{a, b}
+	r3, _ := record("board@example.org", 3)
 	add(t, a, r3)
-	r1, _ := newRecord(1)
+	r1, _ := record("board@example.org", 1)
 	add(t, a, r1)
 	now := time.Now()
 
@@ -177,7 +169,7 @@ func TestConcurrentBeginOnTwoHosts(t *testing.T) {
 	for i := range n {
 		wg.Go(func() {
 			db := hosts[i%2]
-			d := Delivery{ID: fmt.Sprintf("same-%d", i), List: r3.List, TokenID: r3.ID, Sender: "alice@example.net", Created: now, MessageID: "<same@example.net>"}
+			d := store.Delivery{ID: fmt.Sprintf("same-%d", i), List: r3.List, TokenID: r3.ID, Sender: "alice@example.net", Created: now, MessageID: "<same@example.net>"}
 			rec, existing, err := db.BeginDelivery(ctx, d, []string{"m1@example.com"})
 			mu.Lock()
 			defer mu.Unlock()
@@ -192,7 +184,7 @@ func TestConcurrentBeginOnTwoHosts(t *testing.T) {
 		})
 		wg.Go(func() {
 			db := hosts[i%2]
-			d := Delivery{ID: fmt.Sprintf("other-%d", i), List: r1.List, TokenID: r1.ID, Sender: "alice@example.net", Created: now, MessageID: fmt.Sprintf("<other-%d@example.net>", i)}
+			d := store.Delivery{ID: fmt.Sprintf("other-%d", i), List: r1.List, TokenID: r1.ID, Sender: "alice@example.net", Created: now, MessageID: fmt.Sprintf("<other-%d@example.net>", i)}
 			_, _, err := db.BeginDelivery(ctx, d, []string{"m1@example.com"})
 			mu.Lock()
 			defer mu.Unlock()
@@ -218,5 +210,47 @@ func TestConcurrentBeginOnTwoHosts(t *testing.T) {
 	}
 	if rec, _ := b.TokenByID(ctx, r1.ID); rec.UsesSpent != 1 {
 		t.Errorf("the single-use token: %d uses spent, want 1", rec.UsesSpent)
+	}
+}
+
+// testLeaseTakeOverRace: the owner of a delivery died; its lease has run
+// out, and eight processes on two hosts try to take the delivery over at
+// once — exactly one gets it.
+func testLeaseTakeOverRace(t *testing.T, bk Backend) {
+	ctx := context.Background()
+	a, b := twoHosts(t, bk)
+	hosts := []*store.DB{a, b}
+	r, _ := record("board@example.org", 1)
+	add(t, a, r)
+	now := time.Now().Truncate(time.Second)
+	begin(t, a, store.Delivery{ID: "d1", List: r.List, TokenID: r.ID, Sender: "alice@example.net", Created: now,
+		LeaseOwner: "dead", LeaseUntil: now.Add(time.Minute)}, "m1@example.com")
+	later := now.Add(2 * time.Minute)
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		winners []string
+	)
+	for i := range 8 {
+		wg.Go(func() {
+			owner := fmt.Sprintf("host-%d/%d", i%2, i)
+			ok, err := hosts[i%2].AcquireLease(ctx, "d1", owner, later, later.Add(time.Minute))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if ok {
+				mu.Lock()
+				winners = append(winners, owner)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if len(winners) != 1 {
+		t.Fatalf("%d processes took over one delivery (%v), want 1", len(winners), winners)
+	}
+	if d, err := b.Delivery(ctx, "d1"); err != nil || d.LeaseOwner != winners[0] {
+		t.Errorf("lease owner %q, %v; want %s", d.LeaseOwner, err, winners[0])
 	}
 }
