@@ -85,6 +85,14 @@ func testBounceTransitions(t *testing.T, bk Backend) {
 	if err != nil || len(bouncing) != 2 || bouncing[0].Rcpt != "B@example.com" && bouncing[0].Rcpt != "a@example.net" {
 		t.Errorf("BouncingRecipients = %+v, %v", bouncing, err)
 	}
+	// The web page's overview: refused by the relay or bounced later,
+	// both failed.
+	if failed, err := db.FailedRecipients(ctx, now.Add(-time.Hour)); err != nil || failed["board@example.org"] != 3 {
+		t.Errorf("FailedRecipients = %v, %v; want 3 for board@example.org", failed, err)
+	}
+	if failed, err := db.FailedRecipients(ctx, now.Add(time.Hour)); err != nil || len(failed) != 0 {
+		t.Errorf("FailedRecipients since a later time = %v, %v; want none", failed, err)
+	}
 }
 
 // testReportQueue: completing a delivery that asked for a report
