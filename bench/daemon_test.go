@@ -64,6 +64,10 @@ type daemonConf struct {
 	// storeURL, when set, is a PostgreSQL store instead of SQLite
 	// (scenario 7).
 	storeURL string
+	// plainSender sends the copies from the plain bounce address, without
+	// the delivery's tag (recipient_delimiter = ""): scenario 3's baseline
+	// for the tagged envelope senders.
+	plainSender bool
 }
 
 // daemonProc is a running `restrictedmail serve`.
@@ -146,7 +150,11 @@ func (d *daemonProc) readLog(r io.Reader, log *os.File) {
 func writeConfig(t testing.TB, e *env, dir string, dc daemonConf, milterAddr, lmtpAddr string) string {
 	t.Helper()
 	var b strings.Builder
-	fmt.Fprintf(&b, "hostname = \"mx.example.org\"\n[log]\nlevel = \"info\"\n")
+	fmt.Fprintf(&b, "hostname = \"mx.example.org\"\n")
+	if dc.plainSender {
+		b.WriteString("recipient_delimiter = \"\"\n")
+	}
+	fmt.Fprintf(&b, "[log]\nlevel = \"info\"\n")
 	if dc.storeURL != "" {
 		fmt.Fprintf(&b, "[store]\nurl = %q\n", dc.storeURL)
 	} else {

@@ -11,8 +11,11 @@ import (
 	"net"
 	"net/textproto"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/emersion/go-smtp"
 
 	"github.com/restrictedmail/restrictedmail/internal/postfixtest"
 	"github.com/restrictedmail/restrictedmail/internal/testsmtp"
@@ -70,12 +73,12 @@ func benchFanout(t *testing.T, e *env, rep *report) {
 		"restrictedmail: relay.max_recipients = 50 and relay.connections = 4, its defaults.", largest+1000)
 	received := 0
 
-	viaLMTP := func(n int, listAddr string) (time.Duration, int64) {
+	viaLMTP := func(n int, listAddr string, plain bool) (time.Duration, int64) {
 		// A fresh daemon, so that its peak RSS is this fan-out's; warmed
 		// up with a one-recipient delivery, as a daemon that has been
 		// running is (store opened and paged in, DKIM key used once).
 		const warm = "warm-up@example.org"
-		d := e.startDaemon(t, daemonConf{relay: sink.Addr(),
+		d := e.startDaemon(t, daemonConf{relay: sink.Addr(), plainSender: plain,
 			lists: []list{{addr: listAddr, members: members(n)}, {addr: warm, members: []string{"warm@example.com"}}}})
 		defer d.stop()
 		toks := d.issue(t, warm, 1)
@@ -87,6 +90,16 @@ func benchFanout(t *testing.T, e *env, rep *report) {
 		tok := d.issue(t, listAddr, 1)[0]
 		msg := tokenMessage(fanoutSize, listAddr, tok, fmt.Sprintf("fanout-%d-%d", n, received))
 		target := received + n
+		// The configuration compared is the one measured: tagged envelope
+		// senders, or the plain bounce address.
+		var wrongSender atomic.Pointer[string]
+		sink.SetMailHook(func(from string) *smtp.SMTPError {
+			if (from == bounceAddr) != plain {
+				wrongSender.Store(&from)
+			}
+			return nil
+		})
+		defer sink.SetMailHook(nil)
 		errc := make(chan error, 1)
 		start := time.Now()
 		go func() { errc <- lmtpSend(d.lmtpAddr, listAddr, msg) }()
@@ -94,6 +107,9 @@ func benchFanout(t *testing.T, e *env, rep *report) {
 		el := time.Since(start)
 		if err := <-errc; err != nil {
 			t.Fatalf("LMTP fan-out to %d: %v", n, err)
+		}
+		if from := wrongSender.Load(); from != nil {
+			t.Fatalf("fan-out to %d (plain sender %v) was sent from %q", n, plain, *from)
 		}
 		expectRecipients(t, sink, target)
 		received = target
@@ -138,7 +154,7 @@ func benchFanout(t *testing.T, e *env, rep *report) {
 		return el
 	}
 
-	type result struct{ rm, postfix, oneCopy []float64 }
+	type result struct{ rm, postfix, oneCopy, plain []float64 }
 	results := map[int]*result{}
 	e.fanRSS = map[int][]int64{}
 	for r := range sc.fanRounds {
@@ -150,12 +166,12 @@ func benchFanout(t *testing.T, e *env, rep *report) {
 			}
 			configs := []string{"restrictedmail", "postfix"}
 			if n == sc.oneCopyAt {
-				configs = append(configs, "one copy per recipient")
+				configs = append(configs, "one copy per recipient", "plain envelope sender")
 			}
 			for _, c := range rotate(configs, r) {
 				switch c {
 				case "restrictedmail":
-					el, rss := viaLMTP(n, fmt.Sprintf("board%d@example.org", n))
+					el, rss := viaLMTP(n, fmt.Sprintf("board%d@example.org", n), false)
 					res.rm = append(res.rm, rate(n, el))
 					e.fanRSS[n] = append(e.fanRSS[n], rss)
 					t.Logf("round %d: %s recipients: restrictedmail %s (peak RSS %s)", r+1, count(n), persec(rate(n, el), "rcpt"), mib(rss))
@@ -163,6 +179,10 @@ func benchFanout(t *testing.T, e *env, rep *report) {
 					el := viaPostfix(n)
 					res.postfix = append(res.postfix, rate(n, el))
 					t.Logf("round %d: %s recipients: Postfix %s", r+1, count(n), persec(rate(n, el), "rcpt"))
+				case "plain envelope sender":
+					el, _ := viaLMTP(n, fmt.Sprintf("board%d@example.org", n), true)
+					res.plain = append(res.plain, rate(n, el))
+					t.Logf("round %d: %s recipients: restrictedmail with the plain bounce address %s", r+1, count(n), persec(rate(n, el), "rcpt"))
 				default:
 					el := oneCopy(n)
 					res.oneCopy = append(res.oneCopy, rate(n, el))
@@ -186,6 +206,16 @@ func benchFanout(t *testing.T, e *env, rep *report) {
 			x := median(ratios(res.rm, res.oneCopy))
 			rep.target(fmt.Sprintf("fan-out to %s recipients at least 12× one copy per recipient", count(n)), x >= 12,
 				"%.1f× (%s vs %s)", x, persec(median(res.rm), "rcpt"), persec(median(res.oneCopy), "rcpt"))
+		}
+		if len(res.plain) > 0 {
+			// Issue 15: each delivery's copies carry its bounce tag in
+			// the envelope sender (VERP); the baseline sends from the
+			// plain bounce address.
+			rep.add(row{scenario: name + ", tagged envelope sender vs the plain bounce address", rm: persec(median(res.rm), "rcpt"),
+				base: persec(median(res.plain), "rcpt") + " (plain sender)", ratios: ratios(res.rm, res.plain), rss: rss})
+			x := median(ratios(res.rm, res.plain))
+			rep.target(fmt.Sprintf("fan-out to %s recipients with tagged envelope senders not slower than with the plain bounce address (at least 0.95×)", count(n)), x >= 0.95,
+				"%.2f× (%s vs %s)", x, persec(median(res.rm), "rcpt"), persec(median(res.plain), "rcpt"))
 		}
 	}
 }
