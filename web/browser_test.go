@@ -47,7 +47,11 @@ func TestBouncesInBrowser(t *testing.T) {
 	browsertest.Shot(t, ctx, shots, "token-bounced-phone")
 	do("in Bokmål", chromedp.EmulateViewport(1100, 900), chromedp.Navigate(h.srv.URL+"/tokens/"+id+"?lang=nb"), chromedp.WaitVisible(chromedp.CSS("table")))
 	browsertest.Shot(t, ctx, shots, "token-bounced-nb")
-	do("the issue form", chromedp.Navigate(h.srv.URL+"/lists/"+events+"/issue?lang=en"), chromedp.WaitVisible(chromedp.CSS("#report")))
+	do("the issue form", chromedp.Navigate(h.srv.URL+"/lists/"+events+"/issue?lang=en"), chromedp.WaitVisible(chromedp.CSS("#report")),
+		chromedp.SendKeys(chromedp.CSS("#sender"), "alice@example.net"), chromedp.SetValue(chromedp.CSS("#uses"), "3"),
+		chromedp.SendKeys(chromedp.CSS("#recipients"), "r1@example.net\nr2@example.com\nr3@example.com"),
+		chromedp.SetValue(chromedp.CSS("#report"), "failures"))
+	// README's picture of the issue page (docs/web-issue.png).
 	browsertest.Shot(t, ctx, shots, "issue-report")
 	t.Logf("screenshots in %s", shots)
 }
