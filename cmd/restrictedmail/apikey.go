@@ -153,20 +153,15 @@ func runAPIKeyList(ctx context.Context, args []string, out, errOut io.Writer) in
 }
 
 func runAPIKeyRevoke(ctx context.Context, args []string, out, errOut io.Writer) int {
-	fs := newFlags("apikey revoke", "apikey revoke --config FILE ID|NAME", errOut)
-	path := fs.String("config", defaultConfig, "configuration `file`")
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		return flagExit(err)
+	path, ref, exit, ok := oneID("apikey revoke", "apikey revoke --config FILE ID|NAME", "key ID or name (see apikey list)", args, errOut)
+	if !ok {
+		return exit
 	}
-	if len(pos) != 1 {
-		return usageErr(fs, "give exactly one key ID or name (see apikey list)")
-	}
-	return withStore(ctx, *path, errOut, func(_ *config.Config, db *store.DB) int {
-		k, err := db.RevokeAPIKey(ctx, strings.TrimSpace(pos[0]))
+	return withStore(ctx, path, errOut, func(_ *config.Config, db *store.DB) int {
+		k, err := db.RevokeAPIKey(ctx, ref)
 		if err != nil {
 			if errors.Is(err, store.ErrNoAPIKey) {
-				fmt.Fprintf(errOut, "restrictedmail apikey revoke: no active key with id or name %q (see apikey list)\n", pos[0])
+				fmt.Fprintf(errOut, "restrictedmail apikey revoke: no active key with id or name %q (see apikey list)\n", ref)
 			} else {
 				fmt.Fprintf(errOut, "restrictedmail apikey revoke: %v\n", err)
 			}

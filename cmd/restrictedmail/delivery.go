@@ -112,17 +112,11 @@ func orNull(s string) string {
 const showMax = 100000
 
 func runDeliveryShow(ctx context.Context, args []string, out, errOut io.Writer) int {
-	fs := newFlags("delivery show", "delivery show --config FILE ID", errOut)
-	path := fs.String("config", defaultConfig, "configuration `file`")
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		return flagExit(err)
+	path, id, exit, ok := oneID("delivery show", "delivery show --config FILE ID", "delivery ID (see delivery list)", args, errOut)
+	if !ok {
+		return exit
 	}
-	if len(pos) != 1 {
-		return usageErr(fs, "give exactly one delivery ID (see delivery list)")
-	}
-	id := strings.TrimSpace(pos[0])
-	return withStore(ctx, *path, errOut, func(cfg *config.Config, db *store.DB) int {
+	return withStore(ctx, path, errOut, func(cfg *config.Config, db *store.DB) int {
 		dd, err := db.DeliveryDetailOf(ctx, id, showMax)
 		if errors.Is(err, store.ErrNoDelivery) {
 			fmt.Fprintf(errOut, "restrictedmail delivery show: no delivery with id %q (see delivery list)\n", id)

@@ -115,3 +115,19 @@ func subcommand(group string, args []string, out, errOut io.Writer, usage func(i
 	usage(errOut)
 	return exitUsage
 }
+
+// oneID parses the arguments of a command that takes --config and exactly
+// one ID (what names it in the error, with where to find one). ok is false
+// when the command ends here, with exit.
+func oneID(name, synopsis, what string, args []string, errOut io.Writer) (configPath, id string, exit int, ok bool) {
+	fs := newFlags(name, synopsis, errOut)
+	path := fs.String("config", defaultConfig, "configuration `file`")
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return "", "", flagExit(err), false
+	}
+	if len(pos) != 1 {
+		return "", "", usageErr(fs, "give exactly one %s", what), false
+	}
+	return *path, strings.TrimSpace(pos[0]), 0, true
+}

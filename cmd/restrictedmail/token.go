@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -245,17 +244,11 @@ func runTokenList(ctx context.Context, args []string, out, errOut io.Writer) int
 }
 
 func runTokenRevoke(ctx context.Context, args []string, out, errOut io.Writer) int {
-	fs := newFlags("token revoke", "token revoke --config FILE ID", errOut)
-	path := fs.String("config", defaultConfig, "configuration `file`")
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		return flagExit(err)
+	path, id, exit, ok := oneID("token revoke", "token revoke --config FILE ID", "token ID (see token list)", args, errOut)
+	if !ok {
+		return exit
 	}
-	if len(pos) != 1 {
-		return usageErr(fs, "give exactly one token ID (see token list)")
-	}
-	id := strings.TrimSpace(pos[0])
-	return withStore(ctx, *path, errOut, func(cfg *config.Config, db *store.DB) int {
+	return withStore(ctx, path, errOut, func(cfg *config.Config, db *store.DB) int {
 		if _, err := tokenops.New(db, generation.TokenSettingsOf(cfg)).Revoke(ctx, id); err != nil {
 			if errors.Is(err, token.ErrNotFound) {
 				fmt.Fprintf(errOut, "restrictedmail token revoke: no token with id %q (see token list)\n", id)
