@@ -91,8 +91,16 @@ func TestWebPageFlow(t *testing.T) {
 		t.Errorf("line errors: %q", got)
 	}
 	shot("issue-mistakes")
-	do("filling the form", chromedp.Clear(chromedp.CSS("#recipients")), chromedp.SetValue(chromedp.CSS("#uses"), "1"),
+	do("filling the form", chromedp.Clear(chromedp.CSS("#recipients")), chromedp.SetValue(chromedp.CSS("#uses"), ""),
+		chromedp.SendKeys(chromedp.CSS("#uses"), "1"),
 		chromedp.SendKeys(chromedp.CSS("#recipients"), strings.Join(rcpts, "\n")), chromedp.SetValue(chromedp.CSS("#report"), "none"))
+	// The corrected fields lose their marks as they are edited (fields.js).
+	if n, err := chromedp.Run(ctx, chromedp.Evaluate[int]("document.querySelectorAll('[aria-invalid=true]').length")); err != nil || n != 0 {
+		t.Errorf("%d fields still marked wrong after correcting them (%v)", n, err)
+	}
+	if hidden, err := chromedp.Run(ctx, chromedp.Evaluate[bool]("document.getElementById('uses-err').hidden && document.getElementById('rcpt-err').hidden")); err != nil || !hidden {
+		t.Errorf("the corrected fields' messages are still shown (%v)", err)
+	}
 	shot("issue")
 	do("issuing", chromedp.Click(chromedp.CSS("#submit")), chromedp.WaitVisible(chromedp.CSS("#token")))
 	// The page's one script ran under its Content-Security-Policy: a copy

@@ -92,7 +92,9 @@ func FuzzIssueForm(f *testing.F) {
 		default:
 			t.Fatalf("status %d\n%s", w.Code, w.Body.String())
 		}
-		if bytes.Count(w.Body.Bytes(), []byte("<script")) != bytes.Count(w.Body.Bytes(), []byte(`<script src="/static/copy.js" defer></script>`)) {
+		ours := bytes.Count(w.Body.Bytes(), []byte(`<script src="/static/copy.js" defer></script>`)) +
+			bytes.Count(w.Body.Bytes(), []byte(`<script src="/static/fields.js" defer></script>`))
+		if bytes.Count(w.Body.Bytes(), []byte("<script")) != ours {
 			t.Fatal("a script element of the input's on the page")
 		}
 	})
